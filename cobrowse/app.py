@@ -1,0 +1,99 @@
+"""The node's WSGI application: `create_app` wires it; `get_app` is Gunicorn's entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from typing import Any
+
+import falcon
+
+from cobrowse import errors
+from cobrowse.clientinfo import ClientResolver
+from cobrowse.clock import Clock, SystemClock
+from cobrowse.cors import CorsMiddleware
+from cobrowse.resources.health import HealthResource
+from cobrowse.resources.sessions import SessionResource, SessionsResource, StickinessCookie
+from cobrowse.resources.users import StopResource
+from cobrowse.ring import ClusterRing
+from cobrowse.sessions import HostedElsewhereError, SessionService, Sweeper
+from cobrowse.settings import NodeSettings
+from cobrowse.store import SessionStore
+from cobrowse.store.sqlite import SqliteSessionStore
+from cobrowse.tokens import RandomSource, TokenIssuer
+
+
+def create_app(
+    settings: NodeSettings,
+    store: SessionStore | None = None,
+    *,
+    clock: Clock | None = None,
+    random: RandomSource | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """Return the Falcon app of one node. Opens nothing: the store connects on first use."""
+    store = store if store is not None else SqliteSessionStore.at(settings.database_path)
+    clock = clock or SystemClock()
+    ring = ClusterRing(settings.cluster.nodes)
+    issuer = TokenIssuer(ring, settings.name, random or secrets.SystemRandom())
+    service = SessionService(settings, store, ring, issuer, clock)
+    clients = ClientResolver(settings.cluster.security.trusted_proxies)
+    sweeper = Sweeper(
+        store,
+        clock,
+        interval_s=settings.cluster.session.purge_interval,
+        retention_ms=round(settings.cluster.session.retention * 1000),
+    )
+
+    app = falcon.App[falcon.Request, falcon.Response](
+        middleware=[CorsMiddleware(settings.cluster.origins)]
+    )
+    errors.install(app)
+    app.add_error_handler(HostedElsewhereError, _redirect_to_owner(settings.context_path))
+
+    live = f"{settings.context_path}/rest/live"
+    max_body = settings.cluster.security.max_body_size
+    app.add_route(
+        f"{live}/sessions",
+        SessionsResource(service, StickinessCookie(settings, clients), sweeper, max_body),
+    )
+    app.add_route(f"{live}/sessions/{{session_token}}", SessionResource(service))
+    app.add_route(f"{live}/users/{{user_token}}/session/stop", StopResource(service))
+    app.add_route(f"{settings.context_path}/health", HealthResource(store, sweeper))
+    return app
+
+
+def _redirect_to_owner(context_path: str) -> Any:
+    """Build the handler that sends a client to the node that hosts its token."""
+
+    def handle(
+        req: falcon.Request, resp: falcon.Response, error: HostedElsewhereError, params: Any
+    ) -> None:
+        body = {
+            "errorMessage": f"This token is hosted on node {error.node}.",
+            "node": error.node,
+        }
+        if error.server_url is None:
+            resp.status = falcon.HTTP_421
+        else:
+            # 307 keeps the method and body; serverUrl reaches the owner through the LB prefix.
+            location = error.server_url + req.path[len(context_path) :]
+            if req.query_string:
+                location += "?" + req.query_string
+            resp.status = falcon.HTTP_307
+            resp.location = location
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps(body)
+
+    return handle
+
+
+def get_app() -> falcon.App[falcon.Request, falcon.Response]:
+    """Build the app for Gunicorn from `COBROWSE_CONFIG` and `COBROWSE_NODE`."""
+    from cobrowse.config import CONFIG_ENV, NODE_ENV, load_cluster
+
+    config_path = os.environ.get(CONFIG_ENV)
+    node_name = os.environ.get(NODE_ENV)
+    if not config_path or not node_name:
+        raise RuntimeError(f"set {CONFIG_ENV} (cluster file) and {NODE_ENV} (node name)")
+    return create_app(load_cluster(config_path).node_settings(node_name))

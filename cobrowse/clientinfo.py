@@ -1,0 +1,46 @@
+"""Who is the client: the peer, or what a trusted proxy says about the client behind it."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+
+import falcon
+
+
+class ClientResolver:
+    """Resolve the client address and scheme, trusting X-Forwarded-* only from known proxies."""
+
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+        self.networks = tuple(
+            ipaddress.ip_network(entry, strict=False) for entry in trusted_proxies
+        )
+        self.is_trusted = lru_cache(maxsize=1024)(self._is_trusted)
+
+    def _is_trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def address(self, req: falcon.Request) -> str:
+        """Return the client's address: the first X-Forwarded-For entry behind a trusted proxy."""
+        peer = req.remote_addr or ""
+        if self.is_trusted(peer):
+            forwarded = req.get_header("X-Forwarded-For")
+            if forwarded:
+                first = forwarded.split(",", 1)[0].strip()
+                if first and len(first) <= 64:
+                    return first
+        return peer
+
+    def is_https(self, req: falcon.Request) -> bool:
+        """Return whether the client reached us over HTTPS, directly or via a trusted proxy."""
+        if req.scheme == "https":
+            return True
+        if self.is_trusted(req.remote_addr or ""):
+            proto = req.get_header("X-Forwarded-Proto")
+            return proto is not None and proto.split(",", 1)[0].strip().lower() == "https"
+        return False

@@ -1,0 +1,64 @@
+"""Write cluster files: for `cobrowse cluster --nodes N`, and for tests and benchmarks."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on `host` right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedNode:
+    """A node to write into a generated cluster file."""
+
+    name: str
+    port: int
+    workers: int = 2
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+def render_cluster_file(
+    nodes: Sequence[GeneratedNode],
+    *,
+    router_port: int,
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    context_path: str = "/cobrowse",
+    allowed_origins: str = "http://localhost:8080, https://*.example.com",
+    sections: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """Return a cluster file whose nodes advertise `serverUrl` through the router's prefixes."""
+    origin = f"http://{host}:{router_port}"
+    chosen: dict[str, dict[str, str]] = {
+        "cluster": {"url": f"{origin}{context_path}"},
+        "cross-origin": {"allowedOrigins": allowed_origins},
+        "lb": {"bind": f"{host}:{router_port}"},
+    }
+    for section, options in (sections or {}).items():
+        chosen.setdefault(section, {}).update(options)
+    lines: list[str] = []
+    for section, options in chosen.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value}" for key, value in options.items())
+        lines.append("")
+    for node in nodes:
+        lines.append(f"[node:{node.name}]")
+        node_options = {
+            "bind": f"{host}:{node.port}",
+            "serverUrl": f"{origin}/{node.name}{context_path}",
+            "dataDir": str(data_dir / node.name),
+            "workers": str(node.workers),
+            **node.options,
+        }
+        lines.extend(f"{key} = {value}" for key, value in node_options.items())
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Run one node under Gunicorn: settings in, a master with several worker processes out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from cobrowse.settings import NodeSettings
+
+# Chosen by `scripts/bench node` (README "Performance"): gthread keeps the connections of the
+# router and load balancers alive; Gunicorn's sync worker closes every connection and then waits
+# for the client's FIN (RFC 9112 graceful close), which left it at about 60% of gthread's rate.
+# One thread per worker measured best: more threads only contend for the GIL on this CPU-bound
+# app. Scale with workers (processes) instead.
+WORKER_CLASS = "gthread"
+KEEPALIVE_S = 5  # longer than the router's idle upstream timeout, so the router closes first
+
+
+def gunicorn_options(settings: NodeSettings) -> dict[str, Any]:
+    """Return the Gunicorn settings of a node; `deploy/gunicorn.conf.py` uses them too."""
+    node = settings.node
+    return {
+        "bind": [node.bind],
+        "workers": node.workers,
+        "worker_class": WORKER_CLASS,
+        "threads": node.threads,
+        "keepalive": KEEPALIVE_S,
+        "timeout": 30,
+        "graceful_timeout": 30,
+        # X-Forwarded-Proto counts only from the proxies the cluster file trusts.
+        "forwarded_allow_ips": ",".join(settings.cluster.security.trusted_proxies),
+        "proc_name": f"cobrowse-node:{node.name}",
+        # Gunicorn's control socket defaults to one path per user: several nodes would collide.
+        "control_socket_disable": True,
+        "errorlog": "-",
+        "loglevel": settings.cluster.logging.level.lower(),
+        # Request lines and headers: bounded, so a hostile client cannot exhaust a worker.
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+    }
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """A Gunicorn application whose workers each build their WSGI app after the fork."""
+
+    def __init__(self, options: dict[str, Any], load_app: Callable[[], Any]) -> None:
+        self.options = options
+        self.load_app = load_app
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.load_app()
+
+
+def run_node(settings: NodeSettings, overrides: dict[str, Any] | None = None) -> None:
+    """Serve the node until Gunicorn stops; blocks."""
+    from cobrowse.app import create_app
+
+    settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+    options = {**gunicorn_options(settings), **(overrides or {})}
+    GunicornServer(options, lambda: create_app(settings)).run()

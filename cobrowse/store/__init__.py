@@ -1,0 +1,103 @@
+"""The session store interface: what resources need from a backend.
+
+`cobrowse.store.sqlite` is the backend today (one SQLite file per node). A shared Redis store is
+planned: it will be a second module implementing the same `SessionStore` protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+SCREEN_CAPTURE_STATES = ("enabled", "disabled", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One co-browse session as stored. Times are UTC milliseconds."""
+
+    session_token: str
+    user_token: str
+    activation_time: int
+    expires_at: int
+    deactivation_time: int | None = None
+    end_reason: str | None = None  # "stop" | "timeout"
+    csrf_token: str | None = None
+    screen_capture: str = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    """What a stop found: the recorded session, and whether this call ended it."""
+
+    session: Session
+    ended_now: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """Node-wide switches shared by every worker: drain and shutdown."""
+
+    draining: bool = False
+    stopping: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a sweep did: sessions it ended by inactivity, ended sessions it deleted."""
+
+    timed_out: int
+    purged: int
+
+
+class StoreError(Exception):
+    """Base of store errors."""
+
+
+class TokenConflictError(StoreError):
+    """A token is already taken by a live session; draw another one."""
+
+
+class SessionNotFoundError(StoreError):
+    """No session has this token."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot serve this request now (read-only, full, locked or missing)."""
+
+
+class SessionStore(Protocol):
+    """Persist sessions so that every worker of a node, and every restart, sees the same ones."""
+
+    def create(self, session: Session) -> None:
+        """Insert a new live session; raise TokenConflictError when a token is taken."""
+
+    def get_live(self, session_token: str, now_ms: int) -> Session | None:
+        """Return the live session with this sessionToken, or None."""
+
+    def get_by_user_token(self, user_token: str) -> Session | None:
+        """Return the session (live or ended) of this userToken, or None."""
+
+    def stop(self, user_token: str, now_ms: int) -> StopResult:
+        """End the session of this userToken once; later calls return the recorded times."""
+
+    def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
+        """Record Controller activity on a live session; None when it is not live."""
+
+    def set_screen_capture(self, user_token: str, state: str, now_ms: int) -> Session | None:
+        """Store the screen-capture state of a live session; None when it is not live."""
+
+    def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
+        """End sessions past their inactivity deadline and delete history past retention."""
+
+    def live_count(self, now_ms: int) -> int:
+        """Return the number of live sessions."""
+
+    def node_state(self) -> NodeState:
+        """Return the node-wide drain and shutdown switches; raise StoreUnavailableError."""
+
+    def set_node_state(self, *, draining: bool | None = None, stopping: bool | None = None) -> None:
+        """Change the node-wide switches."""
+
+    def check_writable(self) -> None:
+        """Raise StoreUnavailableError unless a write would succeed now."""

@@ -1,0 +1,77 @@
+"""Schema migrations, safe when every Gunicorn worker runs them at the same moment.
+
+Each worker opens its connection and calls `migrate`. The migration takes SQLite's write lock
+with BEGIN IMMEDIATE before it reads `PRAGMA user_version`, so exactly one worker applies each
+step and the others see the new version when they get the lock. A naive
+`CREATE TABLE IF NOT EXISTS` per worker races instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _v1_sessions(db: sqlite_utils.Database) -> None:
+    # Raw DDL where sqlite-utils has no words for it: WITHOUT ROWID stores rows in the userToken
+    # key itself, and the partial index keeps a sessionToken unique only among sessions not yet
+    # ended, so it can be drawn again once its session is history. Every index costs each create
+    # a write, so there are no others: the once-a-minute sweep scans live rows through this one.
+    db.execute(
+        """
+        CREATE TABLE sessions (
+            user_token TEXT PRIMARY KEY NOT NULL,
+            session_token TEXT NOT NULL,
+            activation_time INTEGER NOT NULL,
+            last_activity INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            deactivation_time INTEGER,
+            end_reason TEXT,
+            csrf_token TEXT,
+            screen_capture TEXT NOT NULL DEFAULT 'disabled'
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX sessions_live_token ON sessions(session_token) "
+        "WHERE deactivation_time IS NULL"
+    )
+    db.table("node_state").create(
+        {"id": int, "draining": int, "stopping": int},
+        pk="id",
+        not_null={"draining", "stopping"},
+        defaults={"draining": 0, "stopping": 0},
+    )
+    db.table("node_state").insert({"id": 1})
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_sessions,)
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the database to the newest schema; return the version it is at."""
+    wanted = len(MIGRATIONS)
+    # Cheap fast path for every connection after the first: no write lock needed.
+    if connection.execute("PRAGMA user_version").fetchone()[0] == wanted:
+        return wanted
+    # WAL persists in the file once set; switching needs no open transaction.
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > wanted:
+            raise sqlite3.DatabaseError(
+                f"database schema version {version} is newer than this release ({wanted})"
+            )
+        db = sqlite_utils.Database(connection)
+        for step in MIGRATIONS[version:]:
+            step(db)
+        connection.execute(f"PRAGMA user_version = {wanted}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return wanted

@@ -1,0 +1,208 @@
+"""The SQLite session store: one database file per node, shared by all its Gunicorn workers."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cobrowse.store import (
+    NodeState,
+    PurgeResult,
+    Session,
+    SessionNotFoundError,
+    StopResult,
+    StoreUnavailableError,
+    TokenConflictError,
+)
+from cobrowse.store.sqlite_db import SqliteDatabase
+
+T = TypeVar("T")
+
+_SESSION_COLUMNS = (
+    "session_token, user_token, activation_time, expires_at, deactivation_time, end_reason, "
+    "csrf_token, screen_capture"
+)
+
+
+_GET_LIVE = (
+    f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_token = ? "
+    "AND deactivation_time IS NULL AND expires_at > ?"
+)
+
+
+def _session(row: tuple[object, ...]) -> Session:
+    return Session(*row)  # type: ignore[arg-type]
+
+
+class SqliteSessionStore:
+    """`SessionStore` on one SQLite file."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+
+    @classmethod
+    def at(cls, path: Path) -> SqliteSessionStore:
+        """Return a store on the database file at `path` (opened on first use)."""
+        return cls(SqliteDatabase(path))
+
+    # Both turn SQLite's operational failures (read-only, full, locked, corrupt) into
+    # StoreUnavailableError, which clients see as 503. Integrity errors are the caller's to handle.
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return work(self.database.connection())
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as error:
+            raise StoreUnavailableError(str(error)) from error
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            with self.database.writing() as connection:
+                return work(connection)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as error:
+            raise StoreUnavailableError(str(error)) from error
+
+    def create(self, session: Session) -> None:
+        def insert(connection: sqlite3.Connection) -> None:
+            try:
+                connection.execute(
+                    f"INSERT INTO sessions ({_SESSION_COLUMNS}, last_activity) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session.session_token,
+                        session.user_token,
+                        session.activation_time,
+                        session.expires_at,
+                        session.deactivation_time,
+                        session.end_reason,
+                        session.csrf_token,
+                        session.screen_capture,
+                        session.activation_time,
+                    ),
+                )
+            except sqlite3.IntegrityError as error:
+                raise TokenConflictError(str(error)) from error
+
+        self._write(insert)
+
+    def get_live(self, session_token: str, now_ms: int) -> Session | None:
+        # The hottest read of all (every agent lookup): no closure, one statement.
+        try:
+            row = self.database.connection().execute(_GET_LIVE, (session_token, now_ms)).fetchone()
+        except sqlite3.DatabaseError as error:
+            raise StoreUnavailableError(str(error)) from error
+        return None if row is None else _session(row)
+
+    def get_by_user_token(self, user_token: str) -> Session | None:
+        row = self._run(
+            lambda connection: connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_token = ?", (user_token,)
+            ).fetchone()
+        )
+        return None if row is None else _session(row)
+
+    def stop(self, user_token: str, now_ms: int) -> StopResult:
+        recorded = self.get_by_user_token(user_token)
+        if recorded is None:
+            raise SessionNotFoundError(user_token)
+        if recorded.deactivation_time is not None:
+            return StopResult(recorded, ended_now=False)  # a repeated stop needs no write
+
+        def end(connection: sqlite3.Connection) -> StopResult:
+            # One UPDATE is atomic across workers: exactly one caller ends the session, and a
+            # session already past its inactivity deadline ends at that deadline, not now.
+            row = connection.execute(
+                "UPDATE sessions SET deactivation_time = MIN(expires_at, :now), "
+                "end_reason = CASE WHEN expires_at <= :now THEN 'timeout' ELSE 'stop' END "
+                "WHERE user_token = :token AND deactivation_time IS NULL "
+                f"RETURNING {_SESSION_COLUMNS}",
+                {"now": now_ms, "token": user_token},
+            ).fetchone()
+            if row is not None:
+                return StopResult(_session(row), ended_now=True)
+            row = connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_token = ?", (user_token,)
+            ).fetchone()
+            if row is None:
+                raise SessionNotFoundError(user_token)
+            return StopResult(_session(row), ended_now=False)
+
+        return self._write(end)
+
+    def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
+        row = self._write(
+            lambda connection: connection.execute(
+                "UPDATE sessions SET last_activity = ?, expires_at = ? "
+                "WHERE user_token = ? AND deactivation_time IS NULL AND expires_at > ? "
+                f"RETURNING {_SESSION_COLUMNS}",
+                (now_ms, expires_at, user_token, now_ms),
+            ).fetchone()
+        )
+        return None if row is None else _session(row)
+
+    def set_screen_capture(self, user_token: str, state: str, now_ms: int) -> Session | None:
+        row = self._write(
+            lambda connection: connection.execute(
+                "UPDATE sessions SET screen_capture = ? "
+                "WHERE user_token = ? AND deactivation_time IS NULL AND expires_at > ? "
+                f"RETURNING {_SESSION_COLUMNS}",
+                (state, user_token, now_ms),
+            ).fetchone()
+        )
+        return None if row is None else _session(row)
+
+    def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
+        def purge(connection: sqlite3.Connection) -> PurgeResult:
+            timed_out = connection.execute(
+                "UPDATE sessions SET deactivation_time = expires_at, end_reason = 'timeout' "
+                "WHERE deactivation_time IS NULL AND expires_at <= ?",
+                (now_ms,),
+            ).rowcount
+            purged = connection.execute(
+                "DELETE FROM sessions WHERE deactivation_time IS NOT NULL "
+                "AND deactivation_time < ?",
+                (now_ms - retention_ms,),
+            ).rowcount
+            return PurgeResult(timed_out=timed_out, purged=purged)
+
+        return self._write(purge)
+
+    def live_count(self, now_ms: int) -> int:
+        row = self._run(
+            lambda connection: connection.execute(
+                "SELECT count(*) FROM sessions WHERE deactivation_time IS NULL AND expires_at > ?",
+                (now_ms,),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    def node_state(self) -> NodeState:
+        row = self._run(
+            lambda connection: connection.execute(
+                "SELECT draining, stopping FROM node_state WHERE id = 1"
+            ).fetchone()
+        )
+        return NodeState(draining=bool(row[0]), stopping=bool(row[1]))
+
+    def set_node_state(self, *, draining: bool | None = None, stopping: bool | None = None) -> None:
+        def update(connection: sqlite3.Connection) -> None:
+            if draining is not None:
+                connection.execute("UPDATE node_state SET draining = ? WHERE id = 1", (draining,))
+            if stopping is not None:
+                connection.execute("UPDATE node_state SET stopping = ? WHERE id = 1", (stopping,))
+
+        self._write(update)
+
+    def check_writable(self) -> None:
+        def probe(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+
+        self._write(probe)
+
+
+__all__ = ["SqliteDatabase", "SqliteSessionStore"]

@@ -1,0 +1,86 @@
+"""Shared fixtures: settings from cluster-file text, a fake clock, apps over real SQLite."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from cobrowse.app import create_app
+from cobrowse.config import parse_cluster
+from cobrowse.settings import ClusterConfig, NodeSettings
+from cobrowse.store.sqlite import SqliteSessionStore
+from tests.helpers import FakeClock
+
+ALLOWED = "http://localhost:8080"
+
+BASE_CLUSTER = """
+[cluster]
+url = http://127.0.0.1:8700/cobrowse
+
+[cross-origin]
+allowedOrigins = http://localhost:8080, https://*.example.com
+
+[node:node-1]
+bind = 127.0.0.1:8701
+serverUrl = http://127.0.0.1:8700/node-1/cobrowse
+
+[node:node-2]
+bind = 127.0.0.1:8702
+serverUrl = http://127.0.0.1:8700/node-2/cobrowse
+
+[node:node-3]
+bind = 127.0.0.1:8703
+"""
+
+
+def cluster_from(text: str, tmp_path: Path, **overrides: dict[str, str]) -> ClusterConfig:
+    """Parse cluster-file text plus `section={option: value}` overrides (by environment)."""
+    from cobrowse.config import env_name
+
+    environ = {
+        env_name(section.replace("_", "-"), option): value
+        for section, options in overrides.items()
+        for option, value in options.items()
+    }
+    return parse_cluster(text, environ=environ, cwd=tmp_path)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., NodeSettings]:
+    """Return a factory: NodeSettings of node-1 in BASE_CLUSTER, with overrides."""
+
+    def make(
+        node: str = "node-1", text: str = BASE_CLUSTER, **overrides: dict[str, str]
+    ) -> NodeSettings:
+        return cluster_from(text, tmp_path, **overrides).node_settings(node)
+
+    return make
+
+
+@pytest.fixture
+def make_client(
+    make_settings: Callable[..., NodeSettings], clock: FakeClock
+) -> Callable[..., falcon.testing.TestClient]:
+    """Return a factory of TestClients over a real SQLite store in tmp_path."""
+
+    def make(node: str = "node-1", **overrides: dict[str, str]) -> falcon.testing.TestClient:
+        settings = make_settings(node, **overrides)
+        store = SqliteSessionStore.at(settings.database_path)
+        app = create_app(settings, store, clock=clock, random=random.Random(1234))
+        return falcon.testing.TestClient(app)
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., falcon.testing.TestClient]) -> falcon.testing.TestClient:
+    return make_client()

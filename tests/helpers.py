@@ -1,0 +1,176 @@
+"""Test helpers: fake clocks and random sources, free ports, real processes with deadlines."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cobrowse.clusterfile import GeneratedNode, free_port, render_cluster_file
+
+REPO = Path(__file__).resolve().parents[1]
+COBROWSE = str(Path(sys.executable).with_name("cobrowse"))
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.current_ms = start_ms
+
+    def now_ms(self) -> int:
+        return self.current_ms
+
+    def advance(self, seconds: float) -> None:
+        self.current_ms += round(seconds * 1000)
+
+
+def wait_until(
+    condition: Callable[[], Any], deadline: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll `condition` until it returns something truthy; raise TimeoutError after `deadline` s."""
+    end = time.monotonic() + deadline
+    last_error: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            result = condition()
+        except Exception as error:
+            last_error = error
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not true after {deadline}s (last error: {last_error!r})")
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    """Return the status of GET `url` (errors included), or raise on connection failure."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def wait_until_responds(url: str, deadline: float, expect: int = 200) -> None:
+    """Wait until GET `url` answers `expect`; raise TimeoutError after `deadline` seconds."""
+    wait_until(lambda: http_status(url, timeout=1.0) == expect, deadline, f"GET {url} -> {expect}")
+
+
+class Process:
+    """A real child process with a log file, always stopped by the test that started it."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None):
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+            start_new_session=True,  # its own process group: stop() reaps every child
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.popen.pid, signum)
+
+    def stop(self, deadline: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL the whole group after `deadline` seconds; return the exit code."""
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(deadline)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Leftovers in the group: workers orphaned by a kill -9 of their master.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.log.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """kill -9 the process group, as a crash would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def children_of(pid: int) -> list[int]:
+    """Return the pids whose parent is `pid` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def write_cluster(
+    directory: Path,
+    nodes: int | Sequence[GeneratedNode] = 1,
+    *,
+    workers: int = 2,
+    sections: dict[str, dict[str, str]] | None = None,
+    router_port: int | None = None,
+) -> Path:
+    """Write a cluster file with free ports under `directory`; return its path."""
+    if isinstance(nodes, int):
+        nodes = [
+            GeneratedNode(f"node-{index}", free_port(), workers) for index in range(1, nodes + 1)
+        ]
+    path = directory / "cluster.ini"
+    path.write_text(
+        render_cluster_file(
+            nodes,
+            router_port=router_port or free_port(),
+            data_dir=directory / "data",
+            sections=sections,
+        )
+    )
+    return path
+
+
+def start_node(config: Path, name: str, log_dir: Path, *args: str) -> Process:
+    """Start `cobrowse node` for `name` and return it once its /health answers 200."""
+    from cobrowse.config import load_cluster
+
+    spec = load_cluster(config).node(name)
+    process = Process(
+        [COBROWSE, "node", "--config", str(config), "--name", name, *args],
+        log_dir / f"{name}.log",
+    )
+    try:
+        wait_until_responds(f"{spec.base_url}/cobrowse/health", deadline=20)
+    except TimeoutError:
+        process.stop()
+        raise TimeoutError(f"node {name} did not become healthy:\n{process.tail()}") from None
+    return process

@@ -1,0 +1,48 @@
+"""`/health`: 200 ready with an empty body, 404 draining, 503 not ready."""
+
+from __future__ import annotations
+
+import falcon.testing
+
+from cobrowse.app import create_app
+from cobrowse.store import StoreUnavailableError
+from cobrowse.store.sqlite import SqliteSessionStore
+
+HEALTH = "/cobrowse/health"
+
+
+def test_ready_is_200_with_empty_body(client):
+    for method in ("GET", "HEAD"):
+        result = client.simulate_request(method, HEALTH)
+        assert result.status_code == 200
+        assert result.content == b""
+
+
+def test_draining_is_404_and_stopping_is_503(make_settings):
+    settings = make_settings()
+    store = SqliteSessionStore.at(settings.database_path)
+    client = falcon.testing.TestClient(create_app(settings, store))
+    store.set_node_state(draining=True)
+    assert client.simulate_get(HEALTH).status_code == 404
+    store.set_node_state(stopping=True)
+    assert client.simulate_get(HEALTH).status_code == 503
+    store.set_node_state(draining=False, stopping=False)
+    assert client.simulate_get(HEALTH).status_code == 200
+
+
+class BrokenStore(SqliteSessionStore):
+    def node_state(self):
+        raise StoreUnavailableError("disk on fire")
+
+
+def test_unusable_store_is_503(make_settings):
+    settings = make_settings()
+    client = falcon.testing.TestClient(create_app(settings, BrokenStore.at(settings.database_path)))
+    result = client.simulate_get(HEALTH)
+    assert result.status_code == 503
+    assert "disk" not in result.text
+
+
+def test_health_is_not_under_rest_live_and_needs_no_origin(client):
+    assert client.simulate_get("/cobrowse/rest/live/health").status_code == 404
+    assert client.simulate_get(HEALTH, headers={"Origin": "http://evil.test"}).status_code == 200

@@ -1,0 +1,191 @@
+"""Create, Get and Stop Session over a real SQLite store (TestClient, no server)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cobrowse.ring import ClusterRing
+from tests.conftest import ALLOWED
+
+LIVE = "/cobrowse/rest/live"
+
+
+def create(client, **kwargs):
+    result = client.simulate_post(f"{LIVE}/sessions", **kwargs)
+    assert result.status_code == 200, result.text
+    return result
+
+
+def test_create_returns_tokens_and_node_name(client):
+    body = create(client).json
+    assert set(body) == {"sessionToken", "sessionServerName", "userToken"}
+    assert re.fullmatch(r"[1-9][0-9]{8}", body["sessionToken"])
+    assert re.fullmatch(r"[1-9][A-Za-z0-9_-]{22}", body["userToken"])
+    assert body["sessionServerName"] == "node-1"
+
+
+def test_tokens_are_owned_by_the_creating_node_on_the_ring(make_client, make_settings):
+    for node in ("node-1", "node-2", "node-3"):
+        client = make_client(node)
+        ring = ClusterRing(make_settings(node).cluster.nodes)
+        for _ in range(20):
+            body = create(client).json
+            assert ring.owner(body["sessionToken"]) == node
+            assert ring.owner(body["userToken"]) == node
+
+
+def test_create_sets_the_stickiness_cookie_and_header(client):
+    result = create(client)
+    cookie = result.cookies["gcbSessionServer"]
+    assert cookie.value == "node-1"
+    assert cookie.path == "/cobrowse"
+    assert cookie.http_only
+    assert not cookie.secure
+    assert cookie.same_site == "Lax"
+    assert result.headers["gcbSessionServer"] == "node-1"
+
+
+@pytest.mark.parametrize(
+    ("remote_addr", "forwarded_proto", "secure"),
+    [
+        ("127.0.0.1", "https", True),  # trusted proxy says HTTPS
+        ("127.0.0.1", "http", False),
+        ("203.0.113.9", "https", False),  # an untrusted peer cannot claim HTTPS
+    ],
+)
+def test_cookie_is_secure_and_samesite_none_over_https(
+    client, remote_addr, forwarded_proto, secure
+):
+    result = create(client, remote_addr=remote_addr, headers={"X-Forwarded-Proto": forwarded_proto})
+    cookie = result.cookies["gcbSessionServer"]
+    assert cookie.secure is secure
+    assert cookie.same_site == ("None" if secure else "Lax")
+
+
+def test_create_exposes_the_header_to_allowed_origins(client):
+    result = create(client, headers={"Origin": ALLOWED})
+    assert "gcbSessionServer" in result.headers["Access-Control-Expose-Headers"]
+    assert result.headers["Access-Control-Allow-Origin"] == ALLOWED
+
+
+def test_get_session_returns_public_data_with_server_url(client):
+    created = create(client).json
+    result = client.simulate_get(
+        f"{LIVE}/sessions/{created['sessionToken']}", headers={"Origin": ALLOWED}
+    )
+    assert result.status_code == 200
+    assert result.json == {
+        "sessionToken": created["sessionToken"],
+        "sessionServerName": "node-1",
+        "sessionServerUrl": "http://127.0.0.1:8700/node-1/cobrowse",
+    }
+
+
+def test_get_session_omits_server_url_when_the_node_has_none(make_client):
+    client = make_client("node-3")
+    created = create(client).json
+    result = client.simulate_get(
+        f"{LIVE}/sessions/{created['sessionToken']}", headers={"Origin": ALLOWED}
+    )
+    assert result.status_code == 200
+    assert "sessionServerUrl" not in result.json
+    assert "userToken" not in result.json
+
+
+def test_unknown_session_is_404_json(client, make_settings):
+    ring = ClusterRing(make_settings().cluster.nodes)
+    token = next(
+        f"1{number:08d}" for number in range(10**8) if ring.owner(f"1{number:08d}") == "node-1"
+    )
+    result = client.simulate_get(f"{LIVE}/sessions/{token}", headers={"Origin": ALLOWED})
+    assert result.status_code == 404
+    assert result.json["errorMessage"]
+    assert result.json["request"] == "sessions.get"
+
+
+def test_stop_returns_times_and_is_idempotent(client, clock):
+    created = create(client).json
+    clock.advance(30)
+    first = client.simulate_get(f"{LIVE}/users/{created['userToken']}/session/stop")
+    assert first.status_code == 200
+    assert first.json["deactivationTime"] - first.json["activationTime"] == 30_000
+    clock.advance(5)
+    again = client.simulate_get(f"{LIVE}/users/{created['userToken']}/session/stop")
+    assert again.json == first.json
+
+
+def test_get_session_is_404_after_stop(client):
+    created = create(client).json
+    client.simulate_get(f"{LIVE}/users/{created['userToken']}/session/stop")
+    result = client.simulate_get(
+        f"{LIVE}/sessions/{created['sessionToken']}", headers={"Origin": ALLOWED}
+    )
+    assert result.status_code == 404
+
+
+def test_stop_of_unknown_user_token_is_404(client, make_settings):
+    ring = ClusterRing(make_settings().cluster.nodes)
+    token = next(
+        candidate
+        for candidate in (f"1{index:022d}" for index in range(10_000))
+        if ring.owner(candidate) == "node-1"
+    )
+    result = client.simulate_get(f"{LIVE}/users/{token}/session/stop")
+    assert result.status_code == 404
+    assert result.json["request"] == "sessions.stop"
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["12345678", "1234567890", "12345678a", "023456789", "..", "１２３４５６７８９"],
+)
+def test_malformed_session_tokens_are_400(client, token):
+    result = client.simulate_get(f"{LIVE}/sessions/{token}", headers={"Origin": ALLOWED})
+    assert result.status_code == 400
+    assert result.json["request"] == "sessions.get"
+
+
+@pytest.mark.parametrize("path", ["%2e%2e%2f%2e%2e%2fhealth", "../../health", "1%00"])
+def test_path_traversal_in_tokens_is_a_json_4xx(client, path):
+    result = client.simulate_get(f"{LIVE}/sessions/{path}", headers={"Origin": ALLOWED})
+    assert result.status_code in (400, 404)
+    assert result.json["errorMessage"]
+
+
+@pytest.mark.parametrize("token", ["short", "1" + "a" * 200, "1" + "é" * 22, "0" + "a" * 22])
+def test_malformed_user_tokens_are_400(client, token):
+    result = client.simulate_get(f"{LIVE}/users/{token}/session/stop")
+    assert result.status_code == 400
+
+
+def test_token_of_another_node_redirects_to_its_server_url(make_client):
+    other = create(make_client("node-2")).json
+    client = make_client("node-1")
+    result = client.simulate_get(
+        f"{LIVE}/sessions/{other['sessionToken']}",
+        query_string="x=1",
+        headers={"Origin": ALLOWED},
+    )
+    assert result.status_code == 307
+    assert result.headers["Location"] == (
+        f"http://127.0.0.1:8700/node-2/cobrowse/rest/live/sessions/{other['sessionToken']}?x=1"
+    )
+    assert result.json["node"] == "node-2"
+
+
+def test_token_of_a_node_without_server_url_is_421(make_client):
+    other = create(make_client("node-3")).json
+    result = make_client("node-1").simulate_get(f"{LIVE}/users/{other['userToken']}/session/stop")
+    assert result.status_code == 421
+    assert result.json["node"] == "node-3"
+
+
+def test_sessions_survive_a_new_app_on_the_same_database(make_client):
+    created = create(make_client()).json
+    restarted = make_client()  # a new app and connection on the same file, as after a restart
+    result = restarted.simulate_get(
+        f"{LIVE}/sessions/{created['sessionToken']}", headers={"Origin": ALLOWED}
+    )
+    assert result.status_code == 200

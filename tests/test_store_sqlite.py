@@ -1,0 +1,100 @@
+"""The SQLite store: concurrent migrations, timeouts, history retention and token reuse."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from cobrowse.store import Session, TokenConflictError
+from cobrowse.store.schema import MIGRATIONS
+from cobrowse.store.sqlite import SqliteSessionStore
+
+NOW = 1_700_000_000_000
+
+
+def session(number: int, expires_in_ms: int = 60_000) -> Session:
+    return Session(
+        session_token=f"1{number:08d}",
+        user_token=f"1{number:022d}",
+        activation_time=NOW,
+        expires_at=NOW + expires_in_ms,
+    )
+
+
+def _open_and_create(path: str, start, index: int) -> None:
+    start.wait()
+    store = SqliteSessionStore.at(__import__("pathlib").Path(path))
+    store.create(session(index))
+
+
+def test_many_processes_migrate_the_same_new_database_at_once(tmp_path):
+    """Eight processes open a fresh file at the same instant: one migrates, none fails."""
+    path = tmp_path / "race.db"
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(8)
+    workers = [
+        context.Process(target=_open_and_create, args=(str(path), start, index))
+        for index in range(8)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [worker.exitcode for worker in workers] == [0] * 8
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("SELECT count(*) FROM sessions").fetchone()[0] == 8
+
+
+def test_a_live_token_cannot_be_taken_twice(tmp_path):
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    store.create(session(1))
+    clash = Session("100000001", "2" + "x" * 22, NOW, NOW + 1000)
+    with pytest.raises(TokenConflictError):
+        store.create(clash)
+
+
+def test_a_token_is_free_again_once_its_session_ended(tmp_path):
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    store.create(session(1))
+    store.stop(session(1).user_token, NOW + 10)
+    store.create(Session("100000001", "2" + "y" * 22, NOW + 20, NOW + 60_000))
+    assert store.get_live("100000001", NOW + 30).user_token == "2" + "y" * 22
+
+
+def test_inactivity_ends_a_session_at_its_deadline(tmp_path):
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    store.create(session(1, expires_in_ms=60_000))
+    assert store.get_live("100000001", NOW + 59_999) is not None
+    assert store.get_live("100000001", NOW + 60_000) is None
+    stopped = store.stop(session(1).user_token, NOW + 500_000)
+    assert stopped.session.deactivation_time == NOW + 60_000
+    assert stopped.session.end_reason == "timeout"
+
+
+def test_sweep_ends_timed_out_sessions_and_purges_old_history(tmp_path):
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    store.create(session(1, expires_in_ms=1_000))  # will time out
+    store.create(session(2))
+    store.create(session(3))
+    store.stop(session(3).user_token, NOW + 10)  # ended, history
+    result = store.sweep(NOW + 2_000, retention_ms=10_000)
+    assert (result.timed_out, result.purged) == (1, 0)
+    assert store.live_count(NOW + 2_000) == 1
+    result = store.sweep(NOW + 20_000, retention_ms=10_000)
+    assert result.purged == 2  # sessions 1 and 3 ended more than 10 s before
+    assert store.get_by_user_token(session(2).user_token) is not None
+
+
+def test_node_state_switches(tmp_path):
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    assert not store.node_state().draining
+    store.set_node_state(draining=True)
+    other = SqliteSessionStore.at(tmp_path / "s.db")  # another worker's view
+    assert other.node_state().draining
+    other.set_node_state(draining=False, stopping=True)
+    assert store.node_state().stopping
+    assert not store.node_state().draining
