@@ -78,6 +78,7 @@ class Summary:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests_total: int = 0
 
     def row(self) -> str:
         ratio = f"{self.ratio:6.2f}x" if self.ratio is not None else "   base"
@@ -147,9 +148,16 @@ def interleaved_rounds(
             statistics.median(r.p50_ms for r in results),
             statistics.median(r.p99_ms for r in results),
             sum(r.errors for r in results),
+            sum(r.requests for r in results),
         )
         for label, results in runs.items()
     ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user+system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def require_wrk() -> str:
@@ -239,7 +247,13 @@ def lua_cycle(method: str, paths: Sequence[str], headers: dict[str, str] | None 
 class Server:
     """A benchmark server process, stopped (with its whole group) on exit."""
 
-    def __init__(self, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cpus: set[int] | None = None,
+    ) -> None:
         self.log = log.open("wb")
         self.popen = subprocess.Popen(
             list(argv),
@@ -247,8 +261,12 @@ class Server:
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
-            preexec_fn=_pin(SERVER_CPUS),  # noqa: PLW1509 - no threads to deadlock here
+            preexec_fn=_pin(cpus or SERVER_CPUS),  # noqa: PLW1509 - no threads to deadlock here
         )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
     def wait_ready(self, url: str, deadline: float = 30.0) -> None:
         end = time.monotonic() + deadline
@@ -277,9 +295,14 @@ class Server:
 
 @contextlib.contextmanager
 def running(
-    argv: Sequence[str], log: Path, ready_url: str, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    log: Path,
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
 ) -> Iterator[Server]:
-    server = Server(argv, log, env)
+    """Run a server for the duration of a `with` block, once `ready_url` answers."""
+    server = Server(argv, log, env, cpus)
     try:
         server.wait_ready(ready_url)
         yield server

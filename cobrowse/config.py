@@ -29,6 +29,7 @@ from cobrowse.settings import (
     RouterSettings,
     SecuritySettings,
     SessionSettings,
+    context_path_of,
     split_bind,
 )
 
@@ -201,7 +202,7 @@ class _Reader:
             level=self.value("logging", "level", _log_level, "INFO"),
             format=self.value("logging", "format", _choice("json", "text"), "json"),
         )
-        nodes = self.nodes(vnodes)
+        nodes = self.nodes(vnodes, context_path_of(url))
         return ClusterConfig(
             url=url,
             nodes=nodes,
@@ -262,7 +263,9 @@ class _Reader:
             retry_after=self.value("lb", "retryAfter", _positive_int, defaults.retry_after),
         )
 
-    def nodes(self, default_vnodes: int) -> tuple[NodeSpec, ...]:
+    def nodes(self, default_vnodes: int, context_path: str) -> tuple[NodeSpec, ...]:
+        # A node's name is also a URL prefix on the router: it must not shadow another path.
+        reserved = {"lb", "health", context_path.strip("/").split("/")[0]}
         nodes: list[NodeSpec] = []
         for section in self.parser.sections():
             if not section.startswith("node:"):
@@ -274,6 +277,11 @@ class _Reader:
                     None,
                     "a node name is 1-63 letters, digits, '-' or '_', "
                     "starting with a letter or digit",
+                )
+                continue
+            if name in reserved:
+                self.problem(
+                    section, None, f"{name!r} is taken by a path of the router or of the API"
                 )
                 continue
             bind = self.value(section, "bind", _bind, "")

@@ -174,3 +174,55 @@ def start_node(config: Path, name: str, log_dir: Path, *args: str) -> Process:
         process.stop()
         raise TimeoutError(f"node {name} did not become healthy:\n{process.tail()}") from None
     return process
+
+
+class RunningCluster:
+    """A real local cluster (nodes and router) on free ports, for one test."""
+
+    def __init__(
+        self, directory: Path, nodes: int = 3, workers: int = 2, **sections: dict[str, str]
+    ):
+        from cobrowse.cluster import LocalCluster, cluster_parts
+        from cobrowse.config import load_cluster
+
+        self.directory = directory
+        self.config_path = write_cluster(
+            directory,
+            nodes,
+            workers=workers,
+            sections={k.replace("_", "-"): v for k, v in sections.items()},
+        )
+        self.config = load_cluster(self.config_path)
+        self.parts = {
+            part.name: part
+            for part in cluster_parts(self.config, self.config_path, directory / "logs")
+        }
+        self.cluster = LocalCluster(list(self.parts.values()))
+        self.router_url = self.parts["router"].url
+        self.api = f"{self.router_url}/cobrowse/rest/live"
+
+    def __enter__(self) -> RunningCluster:
+        self.cluster.start(deadline=40)
+        self.wait_states({node.name: "up" for node in self.config.nodes})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cluster.stop()
+
+    def status(self) -> dict[str, Any]:
+        import requests
+
+        return requests.get(f"{self.router_url}/lb/status", timeout=5).json()
+
+    def states(self) -> dict[str, str]:
+        return {node["name"]: node["state"] for node in self.status()["nodes"]}
+
+    def wait_states(self, wanted: dict[str, str], deadline: float = 10.0) -> float:
+        """Wait until the router reports `wanted` node states; return the seconds it took."""
+        start = time.monotonic()
+        wait_until(
+            lambda: all(self.states().get(name) == state for name, state in wanted.items()),
+            deadline,
+            f"router sees {wanted}",
+        )
+        return time.monotonic() - start

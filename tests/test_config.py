@@ -114,3 +114,9 @@ def test_check_config_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[node:node-4] workers" in err
     assert "[node:node-4] bind" in err
+
+
+@pytest.mark.parametrize("name", ["lb", "health", "cobrowse"])
+def test_node_names_that_would_shadow_router_paths_are_refused(name):
+    with pytest.raises(ConfigError, match="taken by a path"):
+        parse_cluster(f"[node:{name}]\nbind = 127.0.0.1:9001\n", environ={})

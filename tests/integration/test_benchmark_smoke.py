@@ -22,6 +22,7 @@ def test_node_benchmark_short_run():
             "4",
         ],
         cwd=REPO,
+        check=False,
         capture_output=True,
         text=True,
         timeout=180,
@@ -30,3 +31,27 @@ def test_node_benchmark_short_run():
     for label in ("hello world", "create", "get", "stop", "health"):
         assert label in done.stdout
     assert "errors 0" in done.stdout
+
+
+def test_router_benchmark_short_run():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.router",
+            "--rounds",
+            "1",
+            "--duration",
+            "1",
+            "--connections",
+            "4",
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("haproxy", "direct", "router", "CPU per request", "p99 added"):
+        assert label in done.stdout
