@@ -13,14 +13,17 @@ from cobrowse import errors
 from cobrowse.clientinfo import ClientResolver
 from cobrowse.clock import Clock, SystemClock
 from cobrowse.cors import CorsMiddleware
+from cobrowse.ratelimit import RateLimitMiddleware
 from cobrowse.resources.health import HealthResource
 from cobrowse.resources.sessions import SessionResource, SessionsResource, StickinessCookie
-from cobrowse.resources.users import StopResource
+from cobrowse.resources.users import PingResource, ScreenCaptureResource, StopResource
 from cobrowse.ring import ClusterRing
 from cobrowse.sessions import HostedElsewhereError, SessionService, Sweeper
 from cobrowse.settings import NodeSettings
-from cobrowse.store import SessionStore
+from cobrowse.store import RateLimitStore, SessionStore
 from cobrowse.store.sqlite import SqliteSessionStore
+from cobrowse.store.sqlite_db import SqliteDatabase
+from cobrowse.store.sqlite_ratelimits import SqliteRateLimitStore
 from cobrowse.tokens import RandomSource, TokenIssuer
 
 
@@ -28,11 +31,17 @@ def create_app(
     settings: NodeSettings,
     store: SessionStore | None = None,
     *,
+    rate_limits: RateLimitStore | None = None,
     clock: Clock | None = None,
     random: RandomSource | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Return the Falcon app of one node. Opens nothing: the store connects on first use."""
-    store = store if store is not None else SqliteSessionStore.at(settings.database_path)
+    if store is None:
+        database = SqliteDatabase(settings.database_path)
+        store = SqliteSessionStore(database)
+        rate_limits = rate_limits or SqliteRateLimitStore(database)
+    elif rate_limits is None:
+        rate_limits = SqliteRateLimitStore(SqliteDatabase(settings.database_path))
     clock = clock or SystemClock()
     ring = ClusterRing(settings.cluster.nodes)
     issuer = TokenIssuer(ring, settings.name, random or secrets.SystemRandom())
@@ -40,13 +49,18 @@ def create_app(
     clients = ClientResolver(settings.cluster.security.trusted_proxies)
     sweeper = Sweeper(
         store,
+        rate_limits,
         clock,
         interval_s=settings.cluster.session.purge_interval,
         retention_ms=round(settings.cluster.session.retention * 1000),
     )
 
+    # Order matters: CORS decides the operation, which rate limits then count.
     app = falcon.App[falcon.Request, falcon.Response](
-        middleware=[CorsMiddleware(settings.cluster.origins)]
+        middleware=[
+            CorsMiddleware(settings.cluster.origins),
+            RateLimitMiddleware(settings.cluster.security.rate_limits, rate_limits, clients, clock),
+        ]
     )
     errors.install(app)
     app.add_error_handler(HostedElsewhereError, _redirect_to_owner(settings.context_path))
@@ -59,6 +73,10 @@ def create_app(
     )
     app.add_route(f"{live}/sessions/{{session_token}}", SessionResource(service))
     app.add_route(f"{live}/users/{{user_token}}/session/stop", StopResource(service))
+    app.add_route(f"{live}/users/{{user_token}}/ping", PingResource(service))
+    app.add_route(
+        f"{live}/users/{{user_token}}/screen-capture", ScreenCaptureResource(service, max_body)
+    )
     app.add_route(f"{settings.context_path}/health", HealthResource(store, sweeper))
     return app
 

@@ -31,24 +31,30 @@ class ApiError(Exception):
         *,
         operation: str | None = None,
         headers: dict[str, str] | None = None,
-        **fields: Any,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.operation = operation
         self.headers = headers or {}
-        self.fields = fields
+        self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"errorMessage": self.message}
         if self.operation:
             body["request"] = self.operation
-        body.update(self.fields)
+        body.update(self.extra)
         return body
 
 
 class BadRequestError(ApiError):
     """400: the request is malformed."""
+
+
+class UnauthorizedError(ApiError):
+    """401: the session this Controller token named has ended (the polling API's answer)."""
+
+    status, status_code = falcon.HTTP_401, 401
 
 
 class ForbiddenError(ApiError):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass
 
+from cobrowse import screencapture
 from cobrowse.clock import Clock
-from cobrowse.errors import BadRequestError, NotFoundError
+from cobrowse.errors import BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError
 from cobrowse.ring import ClusterRing
 from cobrowse.settings import NodeSettings
 from cobrowse.store import (
+    RateLimitStore,
     Session,
     SessionNotFoundError,
     SessionStore,
@@ -32,9 +35,13 @@ class HostedElsewhereError(Exception):
 
 @dataclass(slots=True)
 class Sweeper:
-    """End timed-out sessions and purge old history, at most once per interval per process."""
+    """End timed-out sessions, purge old history and stale rate-limit counters.
+
+    At most once per interval per process: every worker sweeps, and sweeping twice is harmless.
+    """
 
     store: SessionStore
+    rate_limits: RateLimitStore
     clock: Clock
     interval_s: float
     retention_ms: int
@@ -46,7 +53,9 @@ class Sweeper:
         if now < self.next_due:
             return
         self.next_due = now + self.interval_s
-        self.store.sweep(self.clock.now_ms(), self.retention_ms)
+        now_ms = self.clock.now_ms()
+        self.store.sweep(now_ms, self.retention_ms)
+        self.rate_limits.forget_before(now_ms)
 
 
 class SessionService:
@@ -103,15 +112,64 @@ class SessionService:
             raise NotFoundError("No live session has this sessionToken.", operation="sessions.get")
         return session
 
-    def stop(self, user_token: str) -> StopResult:
+    def stop(self, user_token: str, csrf_token: str | None = None) -> StopResult:
         """End the session of `user_token`; repeated calls return the recorded times."""
-        self.check_user_token(user_token, "sessions.stop")
+        self.controller_session(user_token, csrf_token, "sessions.stop")
         try:
             return self.store.stop(user_token, self.clock.now_ms())
         except SessionNotFoundError:
             raise NotFoundError(
                 "No session has this userToken.", operation="sessions.stop"
             ) from None
+
+    def ping(self, user_token: str, csrf_token: str | None = None) -> Session:
+        """Keep a live session alive; 401 once it has ended (by timeout or stop)."""
+        self.controller_session(user_token, csrf_token, "sessions.ping")
+        now = self.clock.now_ms()
+        session = self.store.touch(user_token, now, now + self.timeout_ms)
+        if session is None:
+            raise UnauthorizedError(
+                "The session has ended: create a new one.",
+                operation="sessions.ping",
+                headers={"WWW-Authenticate": 'Cobrowse realm="cobrowse", error="session_ended"'},
+            )
+        return session
+
+    def screen_capture(self, user_token: str, action: str, csrf_token: str | None = None) -> str:
+        """Apply a screen-capture action to a live session; return the resulting state."""
+        self.controller_session(user_token, csrf_token, screencapture.OPERATION)
+        now = self.clock.now_ms()
+        session = self.store.change_screen_capture(
+            user_token,
+            now,
+            now + self.timeout_ms,
+            lambda state: screencapture.apply(state, action),
+        )
+        if session is None:
+            raise NotFoundError(
+                "No live session has this userToken.", operation=screencapture.OPERATION
+            )
+        return session.screen_capture
+
+    def controller_session(
+        self, user_token: str, csrf_token: str | None, operation: str
+    ) -> Session:
+        """Return the session of a Controller call, after checking the token and CSRF pair.
+
+        A session created with `X-Support-CSRFP: true` accepts Controller calls only with the
+        same `X-CSRF-Token` it was given; the comparison takes constant time.
+        """
+        self.check_user_token(user_token, operation)
+        session = self.store.get_by_user_token(user_token)
+        if session is None:
+            raise NotFoundError("No session has this userToken.", operation=operation)
+        if session.csrf_token is not None and not hmac.compare_digest(
+            session.csrf_token.encode(), (csrf_token or "").encode()
+        ):
+            raise ForbiddenError(
+                "This session requires its X-CSRF-Token header.", operation=operation
+            )
+        return session
 
     def check_user_token(self, user_token: str, operation: str) -> None:
         """Reject malformed userTokens and those hosted on another node."""

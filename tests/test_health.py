@@ -45,4 +45,13 @@ def test_unusable_store_is_503(make_settings):
 
 def test_health_is_not_under_rest_live_and_needs_no_origin(client):
     assert client.simulate_get("/cobrowse/rest/live/health").status_code == 404
-    assert client.simulate_get(HEALTH, headers={"Origin": "http://evil.test"}).status_code == 200
+    assert client.simulate_get(HEALTH).status_code == 200  # load balancers send no Origin
+
+
+def test_health_is_cors_controlled_for_browsers(client):
+    allowed = client.simulate_get(HEALTH, headers={"Origin": "http://localhost:8080"})
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
+    refused = client.simulate_get(HEALTH, headers={"Origin": "http://evil.test"})
+    assert refused.status_code == 403
+    assert refused.json["request"] == "health"

@@ -80,6 +80,7 @@ def test_get_session_returns_public_data_with_server_url(client):
         "sessionToken": created["sessionToken"],
         "sessionServerName": "node-1",
         "sessionServerUrl": "http://127.0.0.1:8700/node-1/cobrowse",
+        "screenCapture": "disabled",
     }
 
 

@@ -32,7 +32,9 @@ def _open_and_create(path: str, start, index: int) -> None:
 def test_many_processes_migrate_the_same_new_database_at_once(tmp_path):
     """Eight processes open a fresh file at the same instant: one migrates, none fails."""
     path = tmp_path / "race.db"
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: this test process runs checkpoint threads, and forking a process whose
+    # other threads may hold SQLite's locks can deadlock the child (Gunicorn's master opens none).
+    context = multiprocessing.get_context("spawn")
     start = context.Barrier(8)
     workers = [
         context.Process(target=_open_and_create, args=(str(path), start, index))

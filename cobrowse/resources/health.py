@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import falcon
 
+from cobrowse.cors import Operation
 from cobrowse.sessions import Sweeper
 from cobrowse.store import SessionStore, StoreUnavailableError
+
+HEALTH = Operation("health")
 
 
 class HealthResource:
     """Answer load-balancer probes cheaply: one indexed read of the node-wide switches."""
+
+    # Browsers may check health cross-origin before showing the co-browse button; load
+    # balancers send no Origin and are never refused.
+    operations: ClassVar[dict[str, Operation]] = {"GET": HEALTH, "HEAD": HEALTH}
 
     def __init__(self, store: SessionStore, sweeper: Sweeper) -> None:
         self.store = store

@@ -87,6 +87,7 @@ class SessionResource:
         body = {"sessionToken": session.session_token, "sessionServerName": self.server_name}
         if self.server_url:
             body["sessionServerUrl"] = self.server_url
+        body["screenCapture"] = session.screen_capture
         # json.dumps directly: Falcon's media handler costs more than the lookup itself here.
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps(body)

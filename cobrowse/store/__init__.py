@@ -6,6 +6,7 @@ planned: it will be a second module implementing the same `SessionStore` protoco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,8 +85,11 @@ class SessionStore(Protocol):
     def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
         """Record Controller activity on a live session; None when it is not live."""
 
-    def set_screen_capture(self, user_token: str, state: str, now_ms: int) -> Session | None:
-        """Store the screen-capture state of a live session; None when it is not live."""
+    def change_screen_capture(
+        self, user_token: str, now_ms: int, expires_at: int, change: Callable[[str], str]
+    ) -> Session | None:
+        """Apply `change` to a live session's screen-capture state atomically, and count it as
+        Controller activity; None when the session is not live. `change` may raise to refuse."""
 
     def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
         """End sessions past their inactivity deadline and delete history past retention."""
@@ -101,3 +105,26 @@ class SessionStore(Protocol):
 
     def check_writable(self) -> None:
         """Raise StoreUnavailableError unless a write would succeed now."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """Whether a request may run; when not, for how long its client stays in quarantine."""
+
+    allowed: bool
+    retry_after_s: int | None = None  # None with allowed=False: quarantined forever
+
+
+class RateLimitStore(Protocol):
+    """Count requests per client and operation in fixed one-minute windows, node-wide."""
+
+    def hit(
+        self, client: str, operation: str, now_ms: int, limit: int, quarantine_ms: int
+    ) -> RateDecision:
+        """Count one request; refuse it when the client is, or now goes, in quarantine.
+
+        `quarantine_ms` 0 means forever.
+        """
+
+    def forget_before(self, now_ms: int) -> int:
+        """Delete counters of past windows whose quarantine is over; return how many."""

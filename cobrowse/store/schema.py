@@ -47,7 +47,24 @@ def _v1_sessions(db: sqlite_utils.Database) -> None:
     db.table("node_state").insert({"id": 1})
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_sessions,)
+def _v2_rate_limits(db: sqlite_utils.Database) -> None:
+    # One row per client and operation: the current fixed window, its count, and the end of
+    # a quarantine (0 none, -1 forever), shared by every worker and kept across restarts.
+    db.execute(
+        """
+        CREATE TABLE rate_limits (
+            client TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            window INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            quarantine_until INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (client, operation)
+        ) WITHOUT ROWID
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_sessions, _v2_rate_limits)
 
 
 def migrate(connection: sqlite3.Connection) -> int:

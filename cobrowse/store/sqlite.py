@@ -144,16 +144,27 @@ class SqliteSessionStore:
         )
         return None if row is None else _session(row)
 
-    def set_screen_capture(self, user_token: str, state: str, now_ms: int) -> Session | None:
-        row = self._write(
-            lambda connection: connection.execute(
-                "UPDATE sessions SET screen_capture = ? "
-                "WHERE user_token = ? AND deactivation_time IS NULL AND expires_at > ? "
-                f"RETURNING {_SESSION_COLUMNS}",
-                (state, user_token, now_ms),
+    def change_screen_capture(
+        self, user_token: str, now_ms: int, expires_at: int, change: Callable[[str], str]
+    ) -> Session | None:
+        def update(connection: sqlite3.Connection) -> Session | None:
+            # Read and write under the node-wide write lock: no other worker can change the
+            # state in between.
+            row = connection.execute(
+                "SELECT screen_capture FROM sessions WHERE user_token = ? "
+                "AND deactivation_time IS NULL AND expires_at > ?",
+                (user_token, now_ms),
             ).fetchone()
-        )
-        return None if row is None else _session(row)
+            if row is None:
+                return None
+            row = connection.execute(
+                "UPDATE sessions SET screen_capture = ?, last_activity = ?, expires_at = ? "
+                f"WHERE user_token = ? RETURNING {_SESSION_COLUMNS}",
+                (change(row[0]), now_ms, expires_at, user_token),
+            ).fetchone()
+            return _session(row)
+
+        return self._write(update)
 
     def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
         def purge(connection: sqlite3.Connection) -> PurgeResult:
