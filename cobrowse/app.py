@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from typing import Any
@@ -10,11 +11,15 @@ from typing import Any
 import falcon
 
 from cobrowse import errors
+from cobrowse.accesslog import AccessLog
 from cobrowse.clientinfo import ClientResolver
 from cobrowse.clock import Clock, SystemClock
 from cobrowse.cors import CorsMiddleware
+from cobrowse.metrics import NodeMetrics, NoMetrics
+from cobrowse.observability import ObservabilityMiddleware
 from cobrowse.ratelimit import RateLimitMiddleware
 from cobrowse.resources.health import HealthResource
+from cobrowse.resources.metrics import MetricsResource
 from cobrowse.resources.sessions import SessionResource, SessionsResource, StickinessCookie
 from cobrowse.resources.users import PingResource, ScreenCaptureResource, StopResource
 from cobrowse.ring import ClusterRing
@@ -34,6 +39,7 @@ def create_app(
     rate_limits: RateLimitStore | None = None,
     clock: Clock | None = None,
     random: RandomSource | None = None,
+    access_log: AccessLog | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Return the Falcon app of one node. Opens nothing: the store connects on first use."""
     if store is None:
@@ -43,30 +49,37 @@ def create_app(
     elif rate_limits is None:
         rate_limits = SqliteRateLimitStore(SqliteDatabase(settings.database_path))
     clock = clock or SystemClock()
-    ring = ClusterRing(settings.cluster.nodes)
+    cluster = settings.cluster
+    metrics = NodeMetrics(store, clock) if cluster.metrics.enabled else NoMetrics()
+    if access_log is None and logging.getLevelName(cluster.logging.level) <= logging.INFO:
+        access_log = AccessLog(text_format=cluster.logging.format == "text")
+    ring = ClusterRing(cluster.nodes)
     issuer = TokenIssuer(ring, settings.name, random or secrets.SystemRandom())
-    service = SessionService(settings, store, ring, issuer, clock)
-    clients = ClientResolver(settings.cluster.security.trusted_proxies)
+    service = SessionService(settings, store, ring, issuer, clock, events=metrics)
+    clients = ClientResolver(cluster.security.trusted_proxies)
     sweeper = Sweeper(
         store,
         rate_limits,
         clock,
-        interval_s=settings.cluster.session.purge_interval,
-        retention_ms=round(settings.cluster.session.retention * 1000),
+        metrics,
+        interval_s=cluster.session.purge_interval,
+        retention_ms=round(cluster.session.retention * 1000),
     )
 
-    # Order matters: CORS decides the operation, which rate limits then count.
+    # Order matters: observation wraps everything; CORS decides the operation, which rate
+    # limits then count.
     app = falcon.App[falcon.Request, falcon.Response](
         middleware=[
-            CorsMiddleware(settings.cluster.origins),
-            RateLimitMiddleware(settings.cluster.security.rate_limits, rate_limits, clients, clock),
+            ObservabilityMiddleware(metrics, access_log, settings.name, clients),
+            CorsMiddleware(cluster.origins),
+            RateLimitMiddleware(cluster.security.rate_limits, rate_limits, clients, clock),
         ]
     )
     errors.install(app)
     app.add_error_handler(HostedElsewhereError, _redirect_to_owner(settings.context_path))
 
     live = f"{settings.context_path}/rest/live"
-    max_body = settings.cluster.security.max_body_size
+    max_body = cluster.security.max_body_size
     app.add_route(
         f"{live}/sessions",
         SessionsResource(service, StickinessCookie(settings, clients), sweeper, max_body),
@@ -77,7 +90,9 @@ def create_app(
     app.add_route(
         f"{live}/users/{{user_token}}/screen-capture", ScreenCaptureResource(service, max_body)
     )
-    app.add_route(f"{settings.context_path}/health", HealthResource(store, sweeper))
+    app.add_route(f"{settings.context_path}/health", HealthResource(store, sweeper, clock))
+    if isinstance(metrics, NodeMetrics):
+        app.add_route(f"{settings.context_path}/metrics", MetricsResource(metrics))
     return app
 
 

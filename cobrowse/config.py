@@ -24,6 +24,7 @@ from cobrowse.settings import (
     MAX_RING_EPOCH,
     ClusterConfig,
     LoggingSettings,
+    MetricsSettings,
     NodeSpec,
     RateLimitSettings,
     RouterSettings,
@@ -62,8 +63,10 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
         "clientTimeout",
         "maxBodySize",
         "retryAfter",
+        "statsBind",
     ),
     "logging": ("level", "format"),
+    "metrics": ("enabled",),
 }
 NODE_OPTIONS = (
     "bind",
@@ -202,6 +205,7 @@ class _Reader:
             level=self.value("logging", "level", _log_level, "INFO"),
             format=self.value("logging", "format", _choice("json", "text"), "json"),
         )
+        metrics = MetricsSettings(enabled=self.value("metrics", "enabled", _boolean, True))
         nodes = self.nodes(vnodes, context_path_of(url))
         return ClusterConfig(
             url=url,
@@ -211,6 +215,7 @@ class _Reader:
             security=security,
             router=router,
             logging=logging,
+            metrics=metrics,
             source=source,
         )
 
@@ -261,6 +266,7 @@ class _Reader:
             ),
             max_body_size=self.value("lb", "maxBodySize", _positive_int, defaults.max_body_size),
             retry_after=self.value("lb", "retryAfter", _positive_int, defaults.retry_after),
+            stats_bind=self.value("lb", "statsBind", _bind, defaults.stats_bind),
         )
 
     def nodes(self, default_vnodes: int, context_path: str) -> tuple[NodeSpec, ...]:

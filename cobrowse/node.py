@@ -34,6 +34,8 @@ def gunicorn_options(settings: NodeSettings) -> dict[str, Any]:
         "proc_name": f"cobrowse-node:{node.name}",
         # Gunicorn's control socket defaults to one path per user: several nodes would collide.
         "control_socket_disable": True,
+        # Forget a dead worker's gauges in the shared metrics directory.
+        "child_exit": _child_exit,
         "errorlog": "-",
         "loglevel": settings.cluster.logging.level.lower(),
         # Request lines and headers: bounded, so a hostile client cannot exhaust a worker.
@@ -41,6 +43,27 @@ def gunicorn_options(settings: NodeSettings) -> dict[str, Any]:
         "limit_request_fields": 100,
         "limit_request_field_size": 8190,
     }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from cobrowse.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)
+
+
+def prepare_node_process(settings: NodeSettings) -> None:
+    """Set up the Gunicorn master before it forks: data directory, metrics directory, logs.
+
+    `deploy/gunicorn.conf.py` calls this too, so that both ways of starting a node agree.
+    """
+    from cobrowse.logs import configure_logging
+    from cobrowse.metrics import prepare_multiprocess_dir
+
+    settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.cluster.metrics.enabled:
+        # Before any worker imports prometheus_client: it picks its mode at import time.
+        prepare_multiprocess_dir(str(settings.node.data_dir / "prometheus"))
+    configure_logging(settings.cluster.logging, process=f"node:{settings.name}")
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -63,6 +86,6 @@ def run_node(settings: NodeSettings, overrides: dict[str, Any] | None = None) ->
     """Serve the node until Gunicorn stops; blocks."""
     from cobrowse.app import create_app
 
-    settings.node.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_node_process(settings)
     options = {**gunicorn_options(settings), **(overrides or {})}
     GunicornServer(options, lambda: create_app(settings)).run()

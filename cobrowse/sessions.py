@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 
 from cobrowse import screencapture
 from cobrowse.clock import Clock
 from cobrowse.errors import BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError
+from cobrowse.metrics import SessionEvents
 from cobrowse.ring import ClusterRing
 from cobrowse.settings import NodeSettings
 from cobrowse.store import (
@@ -43,18 +43,19 @@ class Sweeper:
     store: SessionStore
     rate_limits: RateLimitStore
     clock: Clock
+    events: SessionEvents
     interval_s: float
     retention_ms: int
-    next_due: float = 0.0
+    next_due_ms: int = 0
 
     def maybe_sweep(self) -> None:
         """Sweep if this process has not swept for `interval_s` seconds."""
-        now = time.monotonic()
-        if now < self.next_due:
-            return
-        self.next_due = now + self.interval_s
         now_ms = self.clock.now_ms()
-        self.store.sweep(now_ms, self.retention_ms)
+        if now_ms < self.next_due_ms:
+            return
+        self.next_due_ms = now_ms + round(self.interval_s * 1000)
+        swept = self.store.sweep(now_ms, self.retention_ms)
+        self.events.stopped("timeout", swept.timed_out)
         self.rate_limits.forget_before(now_ms)
 
 
@@ -68,8 +69,11 @@ class SessionService:
         ring: ClusterRing,
         issuer: TokenIssuer,
         clock: Clock,
+        *,
+        events: SessionEvents,
     ) -> None:
         self.settings = settings
+        self.events = events
         self.store = store
         self.ring = ring
         self.issuer = issuer
@@ -93,6 +97,7 @@ class SessionService:
                 self.store.create(session)
             except TokenConflictError:
                 continue  # another live session drew the same token: draw again
+            self.events.created()
             return session
         raise TokenConflictError("could not draw an unused sessionToken")
 
@@ -116,11 +121,14 @@ class SessionService:
         """End the session of `user_token`; repeated calls return the recorded times."""
         self.controller_session(user_token, csrf_token, "sessions.stop")
         try:
-            return self.store.stop(user_token, self.clock.now_ms())
+            result = self.store.stop(user_token, self.clock.now_ms())
         except SessionNotFoundError:
             raise NotFoundError(
                 "No session has this userToken.", operation="sessions.stop"
             ) from None
+        if result.ended_now:
+            self.events.stopped(result.session.end_reason or "stop")
+        return result
 
     def ping(self, user_token: str, csrf_token: str | None = None) -> Session:
         """Keep a live session alive; 401 once it has ended (by timeout or stop)."""

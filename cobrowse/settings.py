@@ -95,6 +95,13 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """`[metrics]`: the Prometheus endpoints, `<context>/metrics` and the router's `/lb/metrics`."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class RouterSettings:
     """`[lb]`: the router's listener, health checks and timeouts."""
 
@@ -108,6 +115,8 @@ class RouterSettings:
     client_timeout: float = 30.0  # clientTimeout: idle or slow client deadline
     max_body_size: int = 64 * 1024  # maxBodySize, bytes (413 above)
     retry_after: int = 5  # retryAfter: seconds advertised with 503
+    # statsBind: where HAProxy serves its stats page (generated configs); the router ignores it.
+    stats_bind: str = "127.0.0.1:8404"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class ClusterConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: Path | None = None
 
     @property

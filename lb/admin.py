@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from lb.backends import State
 from lb.http import Request, Response, json_error, json_response
+from lb.metrics import exposition
+from lb.statuspage import render_status_page
 
 if TYPE_CHECKING:
     from lb.router import Router
@@ -31,23 +33,48 @@ def status_document(router: Router) -> dict[str, object]:
                 "consecutiveSuccesses": backend.consecutive_successes,
                 "ringShare": round(shares.get(backend.name, 0.0), 4),
                 "requests": per_node.get(backend.name, 0),
+                "requestRate": round(router.observer.rates.get(backend.name, 0.0), 2),
+                "liveSessions": backend.live_sessions,
             }
             for backend in router.backends.values()
         ],
     }
 
 
+def _health(router: Router, request: Request) -> Response:
+    if any(backend.state is not State.DOWN for backend in router.backends.values()):
+        return Response(200, b"OK")
+    return json_error(503, "No node is up.", retry_after=router.config.router.retry_after)
+
+
+def _status(router: Router, request: Request) -> Response:
+    if b"text/html" in (request.accept or b""):
+        return Response(
+            200,
+            b"OK",
+            b"Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n",
+            render_status_page(router).encode(),
+        )
+    return json_response(200, status_document(router))
+
+
+def _metrics(router: Router, request: Request) -> Response:
+    if not router.config.metrics.enabled:
+        return json_error(404, "Metrics are switched off ([metrics] enabled = false).")
+    body, content_type = exposition(router)
+    return Response(200, b"OK", b"Content-Type: %s\r\n" % content_type.encode(), body)
+
+
+ENDPOINTS = {b"/health": _health, b"/lb/status": _status, b"/lb/metrics": _metrics}
+
+
 def answer_admin(router: Router, request: Request) -> Response:
     """Answer `/health` and `/lb/...`."""
-    path = request.target.split(b"?", 1)[0]
     if request.method not in (b"GET", b"HEAD"):
         response = json_error(405, "Only GET and HEAD are allowed here.")
         response.head += b"Allow: GET, HEAD\r\n"
         return response
-    if path == b"/health":
-        if any(backend.state is not State.DOWN for backend in router.backends.values()):
-            return Response(200, b"OK")
-        return json_error(503, "No node is up.", retry_after=router.config.router.retry_after)
-    if path == b"/lb/status":
-        return json_response(200, status_document(router))
-    return json_error(404, "No such router endpoint.")
+    endpoint = ENDPOINTS.get(request.target.split(b"?", 1)[0])
+    if endpoint is None:
+        return json_error(404, "No such router endpoint.")
+    return endpoint(router, request)

@@ -41,6 +41,7 @@ class Backend:
     last_check_ms: int | None = None
     last_result: str | None = None
     last_error: str | None = None
+    live_sessions: int | None = None  # as the node's last /health answer said
     changed_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -61,9 +62,17 @@ class Backend:
     def takes_new_sessions(self) -> bool:
         return self.up and not self.draining
 
-    def record(self, result: CheckResult, now_ms: int, detail: str | None = None) -> bool:
+    def record(
+        self,
+        result: CheckResult,
+        now_ms: int,
+        detail: str | None = None,
+        live_sessions: int | None = None,
+    ) -> bool:
         """Count one check; return True when the state changed."""
         before = self.state
+        if live_sessions is not None:
+            self.live_sessions = live_sessions
         self.last_check_ms = now_ms
         self.last_result = result.value if detail is None else f"{result.value}: {detail}"
         if result is CheckResult.FAILED:

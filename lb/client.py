@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from lb.http import FORWARDING, HeaderBlock, Request, Response, json_error, serialize_response
+from lb.observe import request_id_for
 
 if TYPE_CHECKING:
     from lb.router import Router
@@ -104,11 +105,15 @@ class ClientConnection(asyncio.Protocol):
             request.sticky = value
         elif lower == b"host":
             request.host = value
+        elif lower == b"accept":
+            request.accept = value
         elif lower in FORWARDING:
             if lower == b"x-forwarded-for":
                 request.forwarded_for = value
             elif lower == b"x-forwarded-proto":
                 request.forwarded_proto = value
+            elif lower == b"x-request-id":
+                request.request_id = value
             return  # the router writes these itself
         elif lower == b"content-length" and value.strip().isdigit() and int(value) > self.limit:
             self.rejected = json_error(413, f"The body is over the {self.limit}-byte limit.")
@@ -134,6 +139,8 @@ class ClientConnection(asyncio.Protocol):
         request.head = self.headers.render()
         request.body = b"".join(self.body)
         request.keep_alive = self.parser.should_keep_alive()
+        request.request_id = request_id_for(request.request_id)
+        request.started = time.perf_counter()
         if self.busy:
             if len(self.queue) >= MAX_QUEUED:
                 self._reject_now(json_error(429, "Too many pipelined requests."))
@@ -151,8 +158,14 @@ class ClientConnection(asyncio.Protocol):
         close = not request.keep_alive or self.router.stopping
         assert self.transport is not None
         self.transport.write(
-            serialize_response(response, head_only=request.method == b"HEAD", close=close)
+            serialize_response(
+                response,
+                head_only=request.method == b"HEAD",
+                close=close,
+                request_id=request.request_id,
+            )
         )
+        self.router.observe(request, response.status, self.peer)
         if close:
             self._close()
             return

@@ -56,6 +56,7 @@ class Exchange:
     def _try(self, route: Route) -> None:
         self.route = route
         name = route.backend.name
+        self.request.node, self.request.rule = name, route.rule.value
         self.tried.add(name)
         self.router.requests[(name, route.rule.value)] += 1
         pool = self.router.pools[name]

@@ -6,13 +6,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lb.backends import Backend, CheckResult
 
 log = logging.getLogger("cobrowse.lb.health")
 
+LIVE_SESSIONS_HEADER = b"x-cobrowse-live-sessions"
+MAX_HEAD_LINES = 12  # a node's health answer has a handful of headers
 
-async def probe(backend: Backend, path: str, timeout: float) -> tuple[CheckResult, str | None]:
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one check found."""
+
+    result: CheckResult
+    detail: str | None = None
+    live_sessions: int | None = None
+
+
+async def probe(backend: Backend, path: str, timeout: float) -> Probe:
     """Run one check on a fresh connection, as HAProxy does; never raise."""
     spec = backend.spec
     writer = None
@@ -24,20 +37,33 @@ async def probe(backend: Backend, path: str, timeout: float) -> tuple[CheckResul
                 "Connection: close\r\n\r\n".encode()
             )
             status_line = await reader.readline()
+            head = [await reader.readline() for _ in range(MAX_HEAD_LINES)]
     except TimeoutError:
-        return CheckResult.FAILED, "timeout"
+        return Probe(CheckResult.FAILED, "timeout")
     except OSError as error:
-        return CheckResult.FAILED, error.strerror or type(error).__name__
+        return Probe(CheckResult.FAILED, error.strerror or type(error).__name__)
     finally:
         if writer is not None:
             writer.close()
     parts = status_line.split(b" ", 2)
     status = parts[1] if len(parts) > 1 else b""
     if status == b"200":
-        return CheckResult.READY, None
+        return Probe(CheckResult.READY, None, _live_sessions(head))
     if status == b"404":
-        return CheckResult.DRAINING, None
-    return CheckResult.FAILED, f"status {status.decode(errors='replace') or 'none'}"
+        return Probe(CheckResult.DRAINING, None, _live_sessions(head))
+    return Probe(CheckResult.FAILED, f"status {status.decode(errors='replace') or 'none'}")
+
+
+def _live_sessions(head: list[bytes]) -> int | None:
+    """Read the node's live-session count from its health answer's headers."""
+    for line in head:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == LIVE_SESSIONS_HEADER:
+            text = value.strip()
+            return int(text) if text.isdigit() else None
+        if not line.strip():
+            break
+    return None
 
 
 class HealthChecker:
@@ -76,8 +102,9 @@ class HealthChecker:
     async def _loop(self, backend: Backend) -> None:
         while True:
             started = time.monotonic()
-            result, detail = await probe(backend, self.path, self.timeout)
-            if backend.record(result, time.time_ns() // 1_000_000, detail):
+            found = await probe(backend, self.path, self.timeout)
+            now_ms = time.time_ns() // 1_000_000
+            if backend.record(found.result, now_ms, found.detail, found.live_sessions):
                 log.warning(
                     "node %s is now %s (check: %s)",
                     backend.name,

@@ -27,8 +27,10 @@ HOP_BY_HOP = frozenset(
         b"expect",
     }
 )
-# Fields the router sets itself on the way to a node.
-FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# Fields the router sets itself on the way to a node (and X-Request-ID on the way back too).
+FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"}
+)
 # `Connection: close` and `Connection: keep-alive` name no extra hop-by-hop field.
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b""})
 
@@ -78,8 +80,13 @@ class Request:
     host: bytes = b""
     cookie: bytes | None = None
     sticky: bytes | None = None  # the gcbSessionServer request header
+    accept: bytes | None = None
     forwarded_for: bytes | None = None
     forwarded_proto: bytes | None = None
+    request_id: bytes = b""  # the client's X-Request-ID if sane, else one the router made
+    started: float = 0.0  # perf_counter when the request was complete
+    node: str | None = None  # where it went, for the access log and metrics
+    rule: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,16 +100,19 @@ class Response:
     keep_alive: bool = True
 
 
-def serialize_response(response: Response, *, head_only: bool, close: bool) -> bytes:
+def serialize_response(
+    response: Response, *, head_only: bool, close: bool, request_id: bytes = b""
+) -> bytes:
     """Return the bytes of `response` for the client, framed by Content-Length."""
     length = b""
     if response.status >= 200 and response.status not in (204, 304):
         length = b"Content-Length: %d\r\n" % len(response.body)
-    return b"HTTP/1.1 %d %s\r\n%s%s%s\r\n%s" % (
+    return b"HTTP/1.1 %d %s\r\n%s%s%s%s\r\n%s" % (
         response.status,
         response.reason,
         response.head,
         length,
+        b"X-Request-ID: %s\r\n" % request_id if request_id else b"",
         b"Connection: close\r\n" if close else b"",
         b"" if head_only else response.body,
     )

@@ -16,6 +16,7 @@ from lb.backends import Backend, backends_for
 from lb.exchange import Exchange
 from lb.health import HealthChecker
 from lb.http import Request, Response, json_error
+from lb.observe import RouterObserver
 from lb.routing import Route, RoutingTable, UnavailableError
 from lb.upstream import UpstreamPool
 
@@ -47,6 +48,7 @@ class Router:
             ipaddress.ip_network(n, strict=False) for n in config.security.trusted_proxies
         ]
         self.peer_is_trusted = lru_cache(maxsize=1024)(self._peer_is_trusted)
+        self.observer = RouterObserver(self, config)
         self.apply(config)
 
     # configuration
@@ -71,6 +73,7 @@ class Router:
                     backend.spec.host, backend.spec.port, config.router.connect_timeout
                 )
         self.config, self.ring, self.backends = config, ring, fresh
+        self.observer.reconfigure(config)
         self.table = RoutingTable(config.context_path, ring, fresh)
 
     def start_checks(self) -> None:
@@ -137,7 +140,7 @@ class Router:
             length = b"Content-Length: %d\r\n" % len(request.body)
         return (
             b"%s %s HTTP/1.1\r\n%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
-            b"X-Forwarded-Host: %s\r\n%s\r\n%s"
+            b"X-Forwarded-Host: %s\r\nX-Request-ID: %s\r\n%s\r\n%s"
             % (
                 request.method,
                 route.target,
@@ -145,14 +148,20 @@ class Router:
                 forwarded_for,
                 proto,
                 request.host,
+                request.request_id,
                 length,
                 request.body,
             )
         )
 
+    def observe(self, request: Request, status: int, peer: str) -> None:
+        """Count and log one answered request."""
+        self.observer.request_done(request, status, peer)
+
     def reap(self) -> None:
         """Enforce deadlines: slow or idle clients, and nodes past serverTimeout."""
         now = time.monotonic()
+        self.observer.tick(now)
         for connection in [c for c in self.connections if c.deadline and c.deadline < now]:
             connection.expire()
         for pool in self.pools.values():

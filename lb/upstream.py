@@ -80,7 +80,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.add(name.lower(), name, value)
+        lower = name.lower()
+        if lower != b"x-request-id":  # the router sends its own (the same ID) to the client
+            self.headers.add(lower, name, value)
 
     def on_headers_complete(self) -> None:
         if self.head_only:  # a HEAD response has no body, whatever Content-Length says

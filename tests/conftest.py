@@ -21,6 +21,10 @@ BASE_CLUSTER = """
 [cluster]
 url = http://127.0.0.1:8700/cobrowse
 
+[logging]
+; access logs are tested on their own, with their own sink
+level = WARNING
+
 [cross-origin]
 allowedOrigins = http://localhost:8080, https://*.example.com
 
