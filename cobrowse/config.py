@@ -42,7 +42,7 @@ NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 T = TypeVar("T")
 
 KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "cluster": ("url", "vnodes"),
+    "cluster": ("url", "vnodes", "shutdownDelay"),
     "cross-origin": ("allowedOrigins",),
     "session": ("inactivityTimeout", "retention", "purgeInterval"),
     "security": (
@@ -66,7 +66,7 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
         "statsBind",
     ),
     "logging": ("level", "format"),
-    "metrics": ("enabled",),
+    "metrics": ("enabled", "directory"),
 }
 NODE_OPTIONS = (
     "bind",
@@ -205,7 +205,10 @@ class _Reader:
             level=self.value("logging", "level", _log_level, "INFO"),
             format=self.value("logging", "format", _choice("json", "text"), "json"),
         )
-        metrics = MetricsSettings(enabled=self.value("metrics", "enabled", _boolean, True))
+        metrics = MetricsSettings(
+            enabled=self.value("metrics", "enabled", _boolean, True),
+            directory=self.value("metrics", "directory", Path, None),
+        )
         nodes = self.nodes(vnodes, context_path_of(url))
         return ClusterConfig(
             url=url,
@@ -216,6 +219,7 @@ class _Reader:
             router=router,
             logging=logging,
             metrics=metrics,
+            shutdown_delay_option=self.value("cluster", "shutdownDelay", _non_negative_float, None),
             source=source,
         )
 

@@ -28,6 +28,7 @@ def gunicorn_options(settings: NodeSettings) -> dict[str, Any]:
         "threads": node.threads,
         "keepalive": KEEPALIVE_S,
         "timeout": 30,
+        # After SIGTERM and the not-ready period, in-flight requests get this long to finish.
         "graceful_timeout": 30,
         # X-Forwarded-Proto counts only from the proxies the cluster file trusts.
         "forwarded_allow_ips": ",".join(settings.cluster.security.trusted_proxies),
@@ -62,17 +63,29 @@ def prepare_node_process(settings: NodeSettings) -> None:
     settings.node.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.cluster.metrics.enabled:
         # Before any worker imports prometheus_client: it picks its mode at import time.
-        prepare_multiprocess_dir(str(settings.node.data_dir / "prometheus"))
+        prepare_multiprocess_dir(str(settings.metrics_directory))
     configure_logging(settings.cluster.logging, process=f"node:{settings.name}")
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """A Gunicorn application whose workers each build their WSGI app after the fork."""
 
-    def __init__(self, options: dict[str, Any], load_app: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any],
+        load_app: Callable[[], Any],
+        arbiter: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.options = options
         self.load_app = load_app
+        self.arbiter = arbiter
         super().__init__()
+
+    def run(self) -> None:
+        if self.arbiter is None:
+            super().run()
+        else:
+            self.arbiter(self).run()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -85,7 +98,14 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 def run_node(settings: NodeSettings, overrides: dict[str, Any] | None = None) -> None:
     """Serve the node until Gunicorn stops; blocks."""
     from cobrowse.app import create_app
+    from cobrowse.shutdown import DrainingArbiter, set_stopping_flag
 
     prepare_node_process(settings)
+    set_stopping_flag(settings.database_path, stopping=False)  # left over from a hard stop
     options = {**gunicorn_options(settings), **(overrides or {})}
-    GunicornServer(options, lambda: create_app(settings)).run()
+    delay = settings.cluster.shutdown_delay
+
+    def arbiter(app: Any) -> DrainingArbiter:
+        return DrainingArbiter(app, settings.database_path, delay)
+
+    GunicornServer(options, lambda: create_app(settings), arbiter).run()

@@ -6,6 +6,8 @@ Option names in the docstrings are the cluster-file names (`[section] option`).
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -99,6 +101,9 @@ class MetricsSettings:
     """`[metrics]`: the Prometheus endpoints, `<context>/metrics` and the router's `/lb/metrics`."""
 
     enabled: bool = True
+    # directory: where Gunicorn workers keep their metric files (prometheus-client's
+    # multiprocess mode); default: a per-node directory in /dev/shm (see metrics_directory).
+    directory: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +136,18 @@ class ClusterConfig:
     router: RouterSettings = field(default_factory=RouterSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    # shutdownDelay: seconds a node answers 503 on /health after SIGTERM before it stops; by
+    # default long enough for the load balancers' checks to notice (inter x fall + timeout).
+    shutdown_delay_option: float | None = None
     source: Path | None = None
+
+    @property
+    def shutdown_delay(self) -> float:
+        """Return the not-ready period between SIGTERM and a node's graceful stop, in seconds."""
+        if self.shutdown_delay_option is not None:
+            return self.shutdown_delay_option
+        router = self.router
+        return router.check_interval * router.check_fall + router.check_timeout
 
     @property
     def context_path(self) -> str:
@@ -168,6 +184,20 @@ class NodeSettings:
     @property
     def database_path(self) -> Path:
         return self.node.data_dir / f"{self.node.name}.db"
+
+    @property
+    def metrics_directory(self) -> Path:
+        """Return the node's prometheus-client multiprocess directory.
+
+        Not in the data directory: the metric files are memory-mapped and grown sparse, so on a
+        full data disk a worker writing a metric would die of SIGBUS. /dev/shm is memory.
+        """
+        configured = self.cluster.metrics.directory
+        if configured is not None:
+            return configured / self.node.name
+        digest = hashlib.sha256(str(self.node.data_dir).encode()).hexdigest()[:12]
+        base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        return base / "cobrowse-metrics" / f"{self.node.name}-{digest}"
 
 
 def context_path_of(url: str) -> str:

@@ -88,3 +88,15 @@ def make_client(
 @pytest.fixture
 def client(make_client: Callable[..., falcon.testing.TestClient]) -> falcon.testing.TestClient:
     return make_client()
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest):
+    """A Trial named after the test's docstring, saved to the reliability report afterwards."""
+    from tests.reliability import Trial, save
+
+    doc = (request.function.__doc__ or request.node.name).strip().splitlines()[0]
+    category = "bad input" if request.node.get_closest_marker("bad_input") else "fault"
+    trial = Trial(name=doc.rstrip("."), category=category)
+    yield trial
+    save(trial)

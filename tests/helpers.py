@@ -147,13 +147,17 @@ def write_cluster(
         nodes = [
             GeneratedNode(f"node-{index}", free_port(), workers) for index in range(1, nodes + 1)
         ]
+    # Nodes stop at once in tests (no not-ready period after SIGTERM), unless a test asks.
+    combined: dict[str, dict[str, str]] = {"cluster": {"shutdownDelay": "0"}}
+    for section, options in (sections or {}).items():
+        combined.setdefault(section, {}).update(options)
     path = directory / "cluster.ini"
     path.write_text(
         render_cluster_file(
             nodes,
             router_port=router_port or free_port(),
             data_dir=directory / "data",
-            sections=sections,
+            sections=combined,
         )
     )
     return path

@@ -55,3 +55,23 @@ def test_health_is_cors_controlled_for_browsers(client):
     refused = client.simulate_get(HEALTH, headers={"Origin": "http://evil.test"})
     assert refused.status_code == 403
     assert refused.json["request"] == "health"
+
+
+class ReadOnlyStore(SqliteSessionStore):
+    def check_writable(self):
+        raise StoreUnavailableError("attempt to write a readonly database")
+
+
+def test_a_store_that_takes_no_writes_is_503(make_settings):
+    settings = make_settings()
+    client = falcon.testing.TestClient(
+        create_app(settings, ReadOnlyStore.at(settings.database_path))
+    )
+    result = client.simulate_get(HEALTH)
+    assert result.status_code == 503
+    assert "writes" in result.json["errorMessage"]
+
+
+def test_health_reports_live_sessions(client):
+    client.simulate_post("/cobrowse/rest/live/sessions")
+    assert client.simulate_get(HEALTH).headers["X-Cobrowse-Live-Sessions"] == "1"

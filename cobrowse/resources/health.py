@@ -17,8 +17,34 @@ HEALTH = Operation("health")
 LIVE_SESSIONS_HEADER = "X-Cobrowse-Live-Sessions"
 
 
+class StoreProbe:
+    """Check the store at most once a second per worker: does it take writes, how many live."""
+
+    interval_s = 1.0
+
+    def __init__(self, store: SessionStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.checked_at = -self.interval_s
+        self.writable = True
+        self.live_sessions = 0
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self.checked_at < self.interval_s:
+            return
+        self.checked_at = now
+        try:
+            self.store.check_writable()
+            self.live_sessions = self.store.live_count(self.clock.now_ms())
+            self.writable = True
+        except StoreUnavailableError:
+            # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
+            self.writable = False
+
+
 class HealthResource:
-    """Answer load-balancer probes cheaply: one indexed read of the node-wide switches."""
+    """Answer load-balancer probes cheaply: one indexed read, plus a write once a second."""
 
     # Browsers may check health cross-origin before showing the co-browse button; load
     # balancers send no Origin and are never refused.
@@ -27,9 +53,7 @@ class HealthResource:
     def __init__(self, store: SessionStore, sweeper: Sweeper, clock: Clock) -> None:
         self.store = store
         self.sweeper = sweeper
-        self.clock = clock
-        self.live_count = 0
-        self.live_counted_at = 0.0
+        self.probe = StoreProbe(store, clock)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
@@ -39,14 +63,18 @@ class HealthResource:
             return
         if state.stopping:
             self._refuse(resp, falcon.HTTP_503, "The node is shutting down.")
+            return
+        self.probe.refresh()
+        if not self.probe.writable:
+            self._refuse(resp, falcon.HTTP_503, "The session store does not accept writes.")
         elif state.draining:
             # HAProxy's `http-check disable-on-404`: no new sessions, sticky traffic continues.
             self._refuse(resp, falcon.HTTP_404, "The node is draining.")
         else:
             resp.status = falcon.HTTP_200
             resp.text = ""
-            # For the router's status page; counted at most once a second per worker.
-            resp.set_header(LIVE_SESSIONS_HEADER, str(self._live_sessions()))
+            # For the router's status page.
+            resp.set_header(LIVE_SESSIONS_HEADER, str(self.probe.live_sessions))
             # Load balancers probe every second: a cheap place to keep history tidy too.
             try:
                 self.sweeper.maybe_sweep()
@@ -54,13 +82,6 @@ class HealthResource:
                 self._refuse(resp, falcon.HTTP_503, "The session store is unavailable.")
 
     on_head = on_get
-
-    def _live_sessions(self) -> int:
-        now = time.monotonic()
-        if now - self.live_counted_at >= 1.0:
-            self.live_count = self.store.live_count(self.clock.now_ms())
-            self.live_counted_at = now
-        return self.live_count
 
     @staticmethod
     def _refuse(resp: falcon.Response, status: str, message: str) -> None:

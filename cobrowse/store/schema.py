@@ -64,7 +64,16 @@ def _v2_rate_limits(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_sessions, _v2_rate_limits)
+def _v3_heartbeat(db: sqlite_utils.Database) -> None:
+    # Health checks write here: the cheapest proof that the store still accepts writes.
+    db.table("node_state").add_column("heartbeat", int, not_null_default=0)
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _v1_sessions,
+    _v2_rate_limits,
+    _v3_heartbeat,
+)
 
 
 def migrate(connection: sqlite3.Connection) -> int:

@@ -209,11 +209,12 @@ class SqliteSessionStore:
         self._write(update)
 
     def check_writable(self) -> None:
-        def probe(connection: sqlite3.Connection) -> None:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-
-        self._write(probe)
+        # A real (tiny) write: a read-only or full filesystem only shows when pages are written.
+        self._write(
+            lambda connection: connection.execute(
+                "UPDATE node_state SET heartbeat = heartbeat + 1 WHERE id = 1"
+            )
+        )
 
 
 __all__ = ["SqliteDatabase", "SqliteSessionStore"]
