@@ -9,21 +9,27 @@ from functools import lru_cache
 import falcon
 
 
-class ClientResolver:
-    """Resolve the client address and scheme, trusting X-Forwarded-* only from known proxies."""
+class TrustedProxies:
+    """`[security] trustedProxies`: the peers whose X-Forwarded-* headers are believed."""
 
-    def __init__(self, trusted_proxies: Iterable[str]) -> None:
-        self.networks = tuple(
-            ipaddress.ip_network(entry, strict=False) for entry in trusted_proxies
-        )
-        self.is_trusted = lru_cache(maxsize=1024)(self._is_trusted)
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+        # Peers are few (the load balancers): decide each address once.
+        self.contains = lru_cache(maxsize=1024)(self._contains)
 
-    def _is_trusted(self, peer: str) -> bool:
+    def _contains(self, peer: str) -> bool:
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:
             return False
         return any(address in network for network in self.networks)
+
+
+class ClientResolver:
+    """Resolve the client address and scheme, trusting X-Forwarded-* only from known proxies."""
+
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+        self.is_trusted = TrustedProxies(trusted_proxies).contains
 
     def address(self, req: falcon.Request) -> str:
         """Return the client's address: the first X-Forwarded-For entry behind a trusted proxy."""

@@ -103,7 +103,7 @@ class RouterObserver:
         if self.access_log is None:
             return
         client = peer
-        if request.forwarded_for and self.router.peer_is_trusted(peer):
+        if request.forwarded_for and self.router.trusted.contains(peer):
             client = request.forwarded_for.split(b",", 1)[0].strip().decode("latin-1")
         self.access_log.record(
             {

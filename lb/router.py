@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections import Counter
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from cobrowse.clientinfo import TrustedProxies
 from cobrowse.ring import ClusterRing
 from cobrowse.settings import ClusterConfig
 from lb.admin import answer_admin
@@ -42,39 +41,36 @@ class Router:
         )
         self.backends: dict[str, Backend] = {}
         self.pools: dict[str, UpstreamPool] = {}
-        self.ring = ClusterRing(config.nodes)
-        self.table = RoutingTable(config.context_path, self.ring, {})
-        self._trusted = [
-            ipaddress.ip_network(n, strict=False) for n in config.security.trusted_proxies
-        ]
-        self.peer_is_trusted = lru_cache(maxsize=1024)(self._peer_is_trusted)
+        self.ring: ClusterRing
+        self.table: RoutingTable
+        self.trusted = TrustedProxies(config.security.trusted_proxies)
         self.observer = RouterObserver(self, config)
         self.apply(config)
 
     # configuration
     def apply(self, config: ClusterConfig) -> None:
         """Adopt a cluster definition: keep the state of nodes that stay, check new ones."""
-        ring = ClusterRing(config.nodes)
         old = self.backends
         fresh = backends_for(config.nodes, config.router)
         for name, backend in fresh.items():
             previous = old.get(name)
             if previous is not None and previous.spec.bind == backend.spec.bind:
-                previous.spec = backend.spec
+                previous.spec = backend.spec  # same node: keep its health and its pool
                 fresh[name] = previous
+                continue
+            if name in self.pools:  # a node that moved: a new address, pool and check
+                self.checker.forget(name)
+                self.pools.pop(name).close()
+            self.pools[name] = UpstreamPool(
+                backend.spec.host, backend.spec.port, config.router.connect_timeout
+            )
         for name in set(old) - set(fresh):
             self.checker.forget(name)
             self.pools.pop(name).close()
-        for name, backend in fresh.items():
-            if name not in self.pools or old.get(name) is not backend:
-                if name in self.pools:
-                    self.pools.pop(name).close()
-                self.pools[name] = UpstreamPool(
-                    backend.spec.host, backend.spec.port, config.router.connect_timeout
-                )
-        self.config, self.ring, self.backends = config, ring, fresh
+        self.config, self.backends = config, fresh
+        self.ring = ClusterRing(config.nodes)
+        self.table = RoutingTable(config.context_path, self.ring, fresh)
         self.observer.reconfigure(config)
-        self.table = RoutingTable(config.context_path, ring, fresh)
 
     def start_checks(self) -> None:
         for backend in self.backends.values():
@@ -91,13 +87,6 @@ class Router:
         return []
 
     # requests
-    def _peer_is_trusted(self, peer: str) -> bool:
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(address in network for network in self._trusted)
-
     def dispatch(self, request: Request, client: ClientConnection) -> None:
         """Answer one request: the router's own endpoints, or forward it to its node."""
         target = request.target
@@ -125,7 +114,7 @@ class Router:
 
     def upstream_request(self, request: Request, route: Route, peer: str) -> bytes:
         """Return the bytes to send to the node: end-to-end headers plus X-Forwarded-*."""
-        if self.peer_is_trusted(peer):
+        if self.trusted.contains(peer):
             # Behind a trusted proxy (HAProxy, say), keep its view of the client.
             forwarded_for = (
                 request.forwarded_for + b", " + peer.encode()
