@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,8 @@ class Part:
     argv: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # Beyond a 200 from `health_url`: e.g. HAProxy's own probes have found every node up.
+    ready: Callable[[], bool] | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,10 @@ def health_status(url: str, timeout: float = 1.0) -> int | None:
 
 
 def generate_cluster(directory: Path, nodes: int, port: int, workers: int = 2) -> Path:
-    """Write a cluster file for `nodes` nodes on ports port+1.. behind a router on `port`."""
+    """Write a cluster file for `nodes` nodes on ports port+1.. behind a router on `port`.
+
+    HAProxy's stats page, when HAProxy replaces the router, takes the port after the nodes'.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "cluster.ini"
     path.write_text(
@@ -87,13 +93,16 @@ def generate_cluster(directory: Path, nodes: int, port: int, workers: int = 2) -
             [GeneratedNode(f"node-{i}", port + i, workers) for i in range(1, nodes + 1)],
             router_port=port,
             data_dir=directory.resolve(),
+            sections={"lb": {"statsBind": f"127.0.0.1:{port + nodes + 1}"}},
         )
     )
     return path
 
 
-def cluster_parts(config: ClusterConfig, config_path: Path, log_dir: Path) -> list[Part]:
-    """Return the node processes and the router of a cluster file."""
+def cluster_parts(
+    config: ClusterConfig, config_path: Path, log_dir: Path, lb: str = "router"
+) -> list[Part]:
+    """Return the node processes and the load balancer (`router` or `haproxy`) of a cluster."""
     cobrowse = [sys.executable, "-m", "cobrowse.cli"]
     parts = [
         Part(
@@ -107,18 +116,52 @@ def cluster_parts(config: ClusterConfig, config_path: Path, log_dir: Path) -> li
         for node in config.nodes
     ]
     host, _, port = config.router.bind.rpartition(":")
-    router_url = f"http://{host}:{port}"
-    parts.append(
-        Part(
-            "router",
-            "router",
-            router_url,
-            f"{router_url}/health",
-            [*cobrowse, "router", "--config", str(config_path)],
-            log_dir / "router.log",
+    lb_url = f"http://{host}:{port}"
+    if lb == "haproxy":
+        parts.append(haproxy_part(config, lb_url, log_dir))
+    elif lb == "router":
+        parts.append(
+            Part(
+                "router",
+                "router",
+                lb_url,
+                f"{lb_url}/health",
+                [*cobrowse, "router", "--config", str(config_path)],
+                log_dir / "router.log",
+            )
+        )
+    else:
+        raise ValueError(f"unknown load balancer {lb!r} (router or haproxy)")
+    return parts
+
+
+def haproxy_part(config: ClusterConfig, url: str, log_dir: Path) -> Part:
+    """Write haproxy.cfg beside the logs and return HAProxy in the router's place."""
+    from cobrowse.lbconfig.haproxy import render_haproxy
+    from cobrowse.lbconfig.haproxy_stats import every_server_up
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config_file = (log_dir / "haproxy.cfg").resolve()
+    stats_socket = config_file.with_name("haproxy.sock")
+    config_file.write_text(
+        render_haproxy(
+            config,
+            command="cobrowse cluster --lb haproxy (written at each start)",
+            stats_socket=str(stats_socket),
+            user=None,  # stay the user who runs the cluster
         )
     )
-    return parts
+    names = [node.name for node in config.nodes]
+    return Part(
+        "haproxy",
+        "haproxy",
+        url,
+        f"{url}/health",  # HAProxy's monitor-uri: 200 while a node takes new sessions
+        # -db: stay in the foreground, so that the part's process is HAProxy itself.
+        [shutil.which("haproxy") or "/usr/sbin/haproxy", "-f", str(config_file), "-db"],
+        log_dir / "haproxy.log",
+        ready=lambda: every_server_up(stats_socket, names),
+    )
 
 
 class LocalCluster:
@@ -145,7 +188,7 @@ class LocalCluster:
             for part in list(pending):
                 if not part.alive():
                     raise StartError(f"{part.name} exited during start:\n{part.tail()}")
-                if health_status(part.health_url) == 200:
+                if health_status(part.health_url) == 200 and (part.ready is None or part.ready()):
                     pending.remove(part)
             if pending and time.monotonic() > end:
                 names = ", ".join(part.name for part in pending)
@@ -191,15 +234,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_cluster(config_path: Path, log_dir: Path) -> int:
+def run_cluster(config_path: Path, log_dir: Path, lb: str = "router") -> int:
     """Run the cluster in the foreground until Ctrl-C or SIGTERM; return the exit status."""
     config = load_cluster(config_path)
-    cluster = LocalCluster(cluster_parts(config, config_path, log_dir))
+    cluster = LocalCluster(cluster_parts(config, config_path, log_dir, lb))
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops us like Ctrl-C, even mid-start
     reported: set[str] = set()
     try:
         cluster.start()
         print(cluster.table())
+        if lb == "haproxy":
+            print(f"\nHAProxy stats: http://{config.router.stats_bind}/stats")
         print(f"\ncluster URL: {config.url} — logs in {log_dir} — Ctrl-C stops everything")
         while True:
             time.sleep(1.0)

@@ -11,6 +11,7 @@ Labels never hold a token: routes are Falcon's URI templates.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -134,8 +135,14 @@ class LiveSessionsCollector:
 
 
 def prepare_multiprocess_dir(directory: str) -> None:
-    """Empty (or create) the directory and point prometheus_client at it: call before forking."""
-    os.makedirs(directory, exist_ok=True)
+    """Empty (or create) the directory and point prometheus_client at it: call before forking.
+
+    It usually lives in a world-writable place (/dev/shm): refuse one that another user made.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{directory} is not a directory of this user: set [metrics] directory")
     for name in os.listdir(directory):
         if name.endswith(".db"):
             os.remove(os.path.join(directory, name))

@@ -19,6 +19,8 @@ DEFAULT_CONTEXT_PATH = "/cobrowse"
 # 1000 keeps them within a few percent at the cost of a few milliseconds to build the ring.
 DEFAULT_VNODES = 1000
 MAX_RING_EPOCH = 8  # the epoch is the first token digit minus one, so 0..8
+# Ownership of the directory made under it is checked before use (cobrowse.metrics).
+SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +198,7 @@ class NodeSettings:
         if configured is not None:
             return configured / self.node.name
         digest = hashlib.sha256(str(self.node.data_dir).encode()).hexdigest()[:12]
-        base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        base = SHARED_MEMORY if SHARED_MEMORY.is_dir() else Path(tempfile.gettempdir())
         return base / "cobrowse-metrics" / f"{self.node.name}-{digest}"
 
 

@@ -67,8 +67,11 @@ class RoutingTable:
         self.create_path = context + b"/rest/live/sessions"
         self.sessions_prefix = context + b"/rest/live/sessions/"
         self.users_prefix = context + b"/rest/live/users/"
-        self.primaries = [b for b in backends.values() if not b.backup]
-        self.backups = [b for b in backends.values() if b.backup]
+        # Round-robin over this list honours `weight`: a node of weight 2 appears twice.
+        self.primaries = [
+            b for b in backends.values() if not b.backup for _ in range(b.spec.weight)
+        ]
+        self.backups = [b for b in backends.values() if b.backup for _ in range(b.spec.weight)]
         self._turn = count()
 
     def route(

@@ -33,6 +33,27 @@ class FakeClock:
         self.current_ms += round(seconds * 1000)
 
 
+def free_port_block(count: int) -> int:
+    """Return a port P such that P .. P+count-1 are all free now (for `--port` offsets)."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        probes = []
+        try:
+            for offset in range(count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return base
+    raise RuntimeError(f"no block of {count} free ports")
+
+
 def wait_until(
     condition: Callable[[], Any], deadline: float, what: str, interval: float = 0.05
 ) -> Any:

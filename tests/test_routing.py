@@ -173,3 +173,13 @@ def test_backups_only_when_every_primary_is_down(table):
 )
 def test_odd_tokens_are_spread_for_the_node_to_refuse(table, path):
     assert table.route(b"GET", path).rule is Rule.SPREAD
+
+
+def test_spread_honours_weight():
+    nodes = (
+        NodeSpec("heavy", "127.0.0.1:9001", data_dir=None, weight=3),  # type: ignore[arg-type]
+        NodeSpec("light", "127.0.0.1:9002", data_dir=None),  # type: ignore[arg-type]
+    )
+    table = RoutingTable("/cobrowse", ClusterRing(nodes), backends_for(nodes, RouterSettings()))
+    chosen = [table.route(b"POST", CREATE).backend.name for _ in range(40)]
+    assert chosen.count("heavy") == 30

@@ -18,8 +18,8 @@ def run(args: argparse.Namespace) -> int:
         load_or_exit(args.config)  # report mistakes before starting anything
     else:
         config_path = generate_cluster(data_dir, args.nodes, args.port)
-        print(f"generated {config_path} ({args.nodes} nodes, router on port {args.port})")
-    return run_cluster(config_path, data_dir / "logs")
+        print(f"generated {config_path} ({args.nodes} nodes, {args.lb} on port {args.port})")
+    return run_cluster(config_path, data_dir / "logs", args.lb)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +28,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     source.add_argument("--config", help="a cluster file (default: generate one)")
     source.add_argument("--nodes", type=int, default=3, help="nodes to generate (default 3)")
     cluster.add_argument(
-        "--port", type=int, default=8700, help="router port of a generated cluster (default 8700)"
+        "--port",
+        type=int,
+        default=8700,
+        help="load-balancer port of a generated cluster (default 8700)",
+    )
+    cluster.add_argument(
+        "--lb",
+        choices=["router", "haproxy"],
+        default="router",
+        help="the load balancer in front of the nodes: our router, or a real HAProxy with a "
+        "generated haproxy.cfg, on the same port (default %(default)s)",
     )
     cluster.add_argument(
         "--data-dir", default="data/cluster", help="data and logs (default %(default)s)"

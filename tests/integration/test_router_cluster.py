@@ -11,7 +11,13 @@ import time
 import requests
 
 from cobrowse.clusterfile import free_port
-from tests.helpers import RunningCluster, children_of, wait_until, wait_until_responds
+from tests.helpers import (
+    RunningCluster,
+    children_of,
+    free_port_block,
+    wait_until,
+    wait_until_responds,
+)
 
 ORIGIN = {"Origin": "http://localhost:8080"}
 
@@ -141,7 +147,7 @@ def test_a_reload_that_would_remap_tokens_is_refused(tmp_path):
 
 
 def test_the_cluster_command_stops_every_process_it_started(tmp_path):
-    port = free_port()
+    port = free_port_block(3)  # the router, then the nodes on the next ports
     output_path = tmp_path / "output.txt"
     with output_path.open("wb") as output_file:
         command = subprocess.Popen(

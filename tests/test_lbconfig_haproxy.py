@@ -1,0 +1,161 @@
+"""`cobrowse haproxy-config`: the generated haproxy.cfg, checked by the real HAProxy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from cobrowse.cli import main
+from cobrowse.config import ConfigError, parse_cluster
+from cobrowse.lbconfig.haproxy import render_haproxy
+from cobrowse.lbconfig.haproxy_stats import parse_stat
+from tests.conftest import BASE_CLUSTER, cluster_from
+from tests.helpers import REPO
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+REGENERATE = "cobrowse haproxy-config --config deploy/cluster.ini --output deploy/haproxy.cfg"
+
+CLUSTER = (
+    BASE_CLUSTER
+    + """
+[node:node-4]
+bind = 127.0.0.1:8704
+weight = 3
+backup = true
+"""
+)
+
+
+@pytest.fixture
+def generated(tmp_path) -> str:
+    config = cluster_from(
+        CLUSTER,
+        tmp_path,
+        lb={
+            "checkInterval": "0.5",
+            "checkFall": "3",
+            "checkRise": "4",
+            "checkTimeout": "0.25",
+            "connectTimeout": "0.75",
+            "serverTimeout": "12",
+            "clientTimeout": "9",
+            "statsBind": "127.0.0.1:9404",
+        },
+    )
+    return render_haproxy(config, command="test", stats_socket=str(tmp_path / "h.sock"))
+
+
+def lines_of(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()]
+
+
+def test_cookie_stickiness_is_passive(generated):
+    lines = lines_of(generated)
+    # No insert, rewrite or prefix: HAProxy only matches the cookie that the nodes set.
+    assert [line for line in lines if line.startswith("cookie ")] == ["cookie gcbSessionServer"]
+    assert "server node-1 127.0.0.1:8701 cookie node-1 weight 1" in lines
+    assert "server node-4 127.0.0.1:8704 cookie node-4 weight 3 backup" in lines
+
+
+def test_health_checks_use_the_cluster_file_timings(generated):
+    lines = lines_of(generated)
+    assert "option httpchk" in lines
+    assert "http-check send meth GET uri /cobrowse/health" in lines
+    assert "http-check expect status 200" in lines
+    assert "http-check disable-on-404" in lines
+    assert "default-server check inter 500ms fall 3 rise 4" in lines
+    assert "timeout check 250ms" in lines
+    assert "timeout connect 750ms" in lines
+    assert "timeout server 12000ms" in lines
+    assert "timeout client 9000ms" in lines
+    assert "retries 2" in lines
+    assert "option redispatch 1" in lines
+
+
+def test_url_prefixes_header_and_forwarding(generated):
+    lines = lines_of(generated)
+    assert "acl url_names_node path_reg ^/(node-1|node-2|node-3|node-4)/" in lines
+    assert r"http-request replace-path ^/[^/]+(/.*)$ \1 if url_names_node" in lines
+    assert (
+        "use_backend only_node-2 if url_node-2 !create or url_node-2 node-2_takes_sessions"
+    ) in lines
+    assert "server node-2 127.0.0.1:8702 track all_nodes/node-2" in lines
+    assert "use-server node-3 if header_node-3 !cookie_names_node !create" in lines
+    assert "option forwardfor" in lines
+    assert "acl from_trusted_proxy src 127.0.0.1 ::1" in lines
+    assert "http-request set-header X-Forwarded-Proto https if { ssl_fc }" in lines
+
+
+def test_stats_socket_and_page(generated, tmp_path):
+    lines = lines_of(generated)
+    assert f"stats socket {tmp_path / 'h.sock'} mode 600 level admin" in lines
+    stats = generated[generated.index("frontend stats") :]
+    assert "bind 127.0.0.1:9404" in stats
+    assert "stats uri /stats" in stats
+
+
+def test_haproxy_accepts_the_generated_file(generated, tmp_path):
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(generated)
+    check = subprocess.run(
+        [HAPROXY, "-c", "-f", str(path)], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_deploy_example_is_the_generated_file(tmp_path, monkeypatch):
+    # Run the command named in the file's header, on a copy of deploy/, and compare bytes.
+    for name in list(os.environ):
+        if name.startswith("COBROWSE_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(REPO / "deploy" / "cluster.ini", tmp_path / "deploy" / "cluster.ini")
+    monkeypatch.chdir(tmp_path)
+    assert main(REGENERATE.split()[1:]) == 0
+    expected = (tmp_path / "deploy" / "haproxy.cfg").read_bytes()
+    assert (REPO / "deploy" / "haproxy.cfg").read_bytes() == expected, (
+        f"deploy/haproxy.cfg is stale: run `{REGENERATE}`"
+    )
+    assert f"#     {REGENERATE}\n" in expected.decode()
+    assert "user haproxy" in expected.decode()
+    assert "stats socket /run/haproxy/admin.sock" in expected.decode()
+
+
+def test_the_command_writes_to_standard_output(tmp_path, capsys):
+    config = tmp_path / "cluster.ini"
+    config.write_text(BASE_CLUSTER)
+    assert main(["haproxy-config", "--config", str(config), "--user", ""]) == 0
+    text = capsys.readouterr().out
+    assert f"#     cobrowse haproxy-config --config {config} --user ''\n" in text
+    assert "\n    user " not in text
+    assert text.count("\nbackend only_") == 3
+
+
+def test_stats_bind_is_an_lb_option():
+    assert parse_cluster(BASE_CLUSTER).router.stats_bind == "127.0.0.1:8404"
+    config = parse_cluster(BASE_CLUSTER + "\n[lb]\nstatsBind = 127.0.0.1:9999\n")
+    assert config.router.stats_bind == "127.0.0.1:9999"
+    with pytest.raises(ConfigError, match=r"\[lb\] statsBind"):
+        parse_cluster(BASE_CLUSTER + "\n[lb]\nstatsBind = nowhere\n")
+
+
+def test_show_stat_csv_is_read_per_server():
+    text = (
+        "# pxname,svname,qcur,status,check_status\n"
+        "cobrowse,FRONTEND,,OPEN,\n"
+        "all_nodes,node-1,0,UP,L7OK\n"
+        "all_nodes,node-2,0,NOLB,L7OKC\n"
+        "all_nodes,node-3,0,UP 1/2,L4CON\n"
+        "all_nodes,BACKEND,0,UP,\n"
+        "only_node-1,node-1,0,UP,\n"
+    )
+    states = parse_stat(text)
+    assert {name: state.status for name, state in states.items()} == {
+        "node-1": "UP",
+        "node-2": "NOLB",
+        "node-3": "UP 1/2",
+    }
+    assert [name for name, state in states.items() if state.up] == ["node-1"]

@@ -1,0 +1,108 @@
+"""`cobrowse nginx-config`: the generated nginx.conf, checked by the real nginx."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from cobrowse.cli import main
+from cobrowse.lbconfig.nginx import render_nginx
+from tests.conftest import BASE_CLUSTER, cluster_from
+from tests.helpers import REPO
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+REGENERATE = "cobrowse nginx-config --config deploy/cluster.ini --output deploy/nginx.conf"
+
+
+def render(tmp_path, drained: frozenset[str] = frozenset()) -> str:
+    config = cluster_from(
+        BASE_CLUSTER,
+        tmp_path,
+        lb={"checkInterval": "0.5", "checkFall": "3", "checkRise": "4", "connectTimeout": "0.75"},
+    )
+    return render_nginx(config, command="test", run_dir=str(tmp_path), drained=drained)
+
+
+def lines_of(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()]
+
+
+def test_cookie_then_header_choose_the_sticky_upstream(tmp_path):
+    text = render(tmp_path)
+    cookie_map = text[text.index("map $cookie_gcbSessionServer") :]
+    cookie_map = cookie_map[: cookie_map.index("}")]
+    assert "default $cobrowse_header_upstream;" in cookie_map
+    assert "node-2 cobrowse_sticky_node-2;" in cookie_map
+    header_map = text[text.index("map $http_gcbsessionserver") :]
+    assert "default cobrowse_spread;" in header_map[: header_map.index("}")]
+    sticky = text[text.index("upstream cobrowse_sticky_node-2 {") :]
+    sticky = lines_of(sticky[: sticky.index("}")])
+    assert sticky[1:4] == [
+        "server 127.0.0.1:8702 max_fails=3 fail_timeout=2s;",
+        "server 127.0.0.1:8701 max_fails=3 fail_timeout=2s backup;",
+        "server 127.0.0.1:8703 max_fails=3 fail_timeout=2s backup;",
+    ]
+
+
+def test_prefixes_passive_health_and_forwarding(tmp_path):
+    lines = lines_of(render(tmp_path))
+    assert "location ^~ /node-1/ {" in lines
+    assert "rewrite ^/node-1(/.*)$ $1 break;" in lines
+    assert "proxy_pass http://cobrowse_only_node-1;" in lines
+    assert "server 127.0.0.1:8703 weight=1 max_fails=3 fail_timeout=2s;" in lines
+    assert "proxy_next_upstream error timeout;" in lines
+    assert "proxy_next_upstream error timeout non_idempotent;" in lines
+    assert "proxy_connect_timeout 750ms;" in lines
+    assert "proxy_http_version 1.1;" in lines
+    assert "keepalive 16;" in lines
+    assert "proxy_set_header X-Forwarded-For $cobrowse_forwarded_for;" in lines
+    assert "proxy_set_header X-Forwarded-Proto $cobrowse_forwarded_proto;" in lines
+
+
+def test_a_drained_node_takes_only_its_sticky_traffic(tmp_path):
+    lines = lines_of(render(tmp_path, drained=frozenset({"node-1"})))
+    assert "server 127.0.0.1:8701 weight=1 max_fails=3 fail_timeout=2s down;" in lines
+    assert "server 127.0.0.1:8701 max_fails=3 fail_timeout=2s down;" in lines  # as a fallback
+    assert "server 127.0.0.1:8701 max_fails=3 fail_timeout=2s;" in lines  # its own prefix
+    assert "cobrowse_sticky_node-1 cobrowse_spread;" in lines  # creates with its cookie
+
+
+@pytest.mark.parametrize("drained", [frozenset(), frozenset({"node-2"})])
+def test_nginx_accepts_the_generated_file(tmp_path, drained):
+    path = tmp_path / "nginx.conf"
+    path.write_text(render(tmp_path, drained))
+    check = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(path), "-e", "stderr"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_deploy_example_is_the_generated_file(tmp_path, monkeypatch):
+    # Run the command named in the file's header, on a copy of deploy/, and compare bytes.
+    for name in list(os.environ):
+        if name.startswith("COBROWSE_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(REPO / "deploy" / "cluster.ini", tmp_path / "deploy" / "cluster.ini")
+    monkeypatch.chdir(tmp_path)
+    assert main(REGENERATE.split()[1:]) == 0
+    expected = (tmp_path / "deploy" / "nginx.conf").read_bytes()
+    assert (REPO / "deploy" / "nginx.conf").read_bytes() == expected, (
+        f"deploy/nginx.conf is stale: run `{REGENERATE}`"
+    )
+    assert f"#     {REGENERATE}\n" in expected.decode()
+    assert "user www-data;" in expected.decode()
+
+
+def test_draining_an_unknown_node_is_refused(tmp_path, capsys):
+    config = tmp_path / "cluster.ini"
+    config.write_text(BASE_CLUSTER)
+    assert main(["nginx-config", "--config", str(config), "--drain", "node-9"]) == 2
+    assert "node-9" in capsys.readouterr().err
