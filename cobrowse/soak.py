@@ -1,0 +1,119 @@
+"""`cobrowse soak`: moderate Locust load on a local cluster for a long time, watching for drift.
+
+It is `cobrowse loadtest` with two more readings: the resident memory (RSS) of every node
+(Gunicorn master and workers) and of the load balancer, sampled through the run, and the trend
+of p99 minute by minute. Growth that keeps going, or a p99 that keeps rising, is what a soak is
+for; the report shows both, with the errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cobrowse.loadtest import LoadTestOptions, run_loadtest
+
+PROC = Path("/proc")
+RSS_INTERVAL_S = 5.0
+
+
+def group_rss_bytes(groups: set[int], proc: Path = PROC) -> dict[int, int]:
+    """Return the summed resident memory of every process in each process group."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    totals = dict.fromkeys(groups, 0)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
+            if group in totals:
+                totals[group] += int((entry / "statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue  # the process exited while being read
+    return totals
+
+
+@dataclass
+class RssSampler:
+    """Sample the RSS of named process groups every few seconds, from start() to stop()."""
+
+    interval_s: float = RSS_INTERVAL_S
+    groups: dict[int, str] = field(default_factory=dict)
+    samples: list[dict[str, int]] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def watch(self, name: str, group: int) -> None:
+        self.groups[group] = name
+
+    def start(self) -> None:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = group_rss_bytes(set(self.groups))
+        self.samples.append({self.groups[group]: size for group, size in rss.items() if size})
+
+
+def p99_by_minute(history_path: Path) -> list[tuple[int, float]]:
+    """Return (minute, median of the 10-second-window p99s) over the run, from Locust's history."""
+    with history_path.open(newline="") as handle:
+        rows = [
+            row
+            for row in csv.DictReader(handle)
+            if row["Name"] == "Aggregated" and row["99%"] not in ("N/A", "")
+        ]
+    if not rows:
+        return []
+    start = int(rows[0]["Timestamp"])
+    minutes: dict[int, list[float]] = {}
+    for row in rows:
+        minutes.setdefault((int(row["Timestamp"]) - start) // 60, []).append(float(row["99%"]))
+    return [(minute, statistics.median(values)) for minute, values in sorted(minutes.items())]
+
+
+def format_soak(rss: RssSampler, trend: list[tuple[int, float]], failures: int) -> str:
+    """Return the soak report: RSS at start and end per process, errors, p99 per minute."""
+    first, last = rss.samples[0], rss.samples[-1]
+    lines = ["process        RSS start   RSS end   growth"]
+    for name in sorted(first):
+        start, end = first[name], last.get(name, 0)
+        growth = (end - start) / start * 100 if start else 0.0
+        lines.append(f"{name:<14} {start / 2**20:8.1f} MB {end / 2**20:7.1f} MB {growth:+7.1f}%")
+    lines.append(f"\nerrors: {failures}")
+    lines.append("p99 by minute: " + ", ".join(f"{m + 1}: {p99:.0f} ms" for m, p99 in trend))
+    return "\n".join(lines)
+
+
+def run_soak(options: LoadTestOptions) -> int:
+    """Run the soak; return Locust's exit code (SLOs), after printing the soak report."""
+    rss = RssSampler()
+    report: dict[str, Path] = {}
+    status = run_loadtest(
+        options, extra_samplers=(rss,), on_done=lambda path: report.update(directory=path)
+    )
+    directory = report.get("directory")
+    if directory is None or not rss.samples or not (directory / "stats_stats.csv").exists():
+        return status or 1
+    outcome = json.loads((directory / "outcome.json").read_text())
+    failures = int(outcome["measured"]["failures"])
+    text = format_soak(rss, p99_by_minute(directory / "stats_stats_history.csv"), failures)
+    (directory / "soak.txt").write_text(text + "\n")
+    print("\nsoak:\n" + text)
+    return status

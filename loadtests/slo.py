@@ -1,0 +1,98 @@
+"""Service-level objectives of a load test: thresholds, the verdict, and the exit code.
+
+Pure Python (no Locust import), so the verdict is unit-tested without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEFAULT_MAX_FAILURE_RATIO = 0.01
+DEFAULT_MAX_MISROUTES = 0
+DEFAULT_P95_MS = 500.0
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """What a run must stay within to pass."""
+
+    max_failure_ratio: float = DEFAULT_MAX_FAILURE_RATIO
+    max_misroutes: int = DEFAULT_MAX_MISROUTES
+    p95_ms: float = DEFAULT_P95_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What a run did, as far as the objectives are concerned."""
+
+    requests: int
+    failures: int
+    misroutes: int
+    p95_ms: float
+    exceptions: int = 0  # raised inside users: a bug in the scenario, never a pass
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The measurements, the thresholds and every objective the run missed."""
+
+    measured: Measured
+    thresholds: Thresholds
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    def exit_code(self, on_failure: int = 1) -> int:
+        """Return 0 when every objective is met, else `on_failure` (Locust's exit code on error)."""
+        return 0 if self.passed else on_failure
+
+    def summary(self) -> str:
+        """Return one line: passed or missed, what was measured and against which limits."""
+        measured, limits = self.measured, self.thresholds
+        state = "passed" if self.passed else "MISSED (" + "; ".join(self.violations) + ")"
+        return (
+            f"SLO {state}: failure ratio {measured.failure_ratio:.4f} "
+            f"(max {limits.max_failure_ratio:g}), misroutes {measured.misroutes} "
+            f"(max {limits.max_misroutes}), p95 {measured.p95_ms:.0f} ms (max {limits.p95_ms:g} ms)"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "measured": {**asdict(self.measured), "failure_ratio": self.measured.failure_ratio},
+            "thresholds": asdict(self.thresholds),
+            "violations": list(self.violations),
+            "passed": self.passed,
+            "summary": self.summary(),
+        }
+
+
+def evaluate(measured: Measured, thresholds: Thresholds) -> Verdict:
+    """Compare a run with its thresholds; a run without a single request never passes."""
+    violations = []
+    if measured.requests == 0:
+        violations.append("no request was made")
+    if measured.failure_ratio > thresholds.max_failure_ratio:
+        violations.append(
+            f"failure ratio {measured.failure_ratio:.4f} > {thresholds.max_failure_ratio:g}"
+        )
+    if measured.misroutes > thresholds.max_misroutes:
+        violations.append(f"misroutes {measured.misroutes} > {thresholds.max_misroutes}")
+    if measured.exceptions:
+        violations.append(f"{measured.exceptions} unhandled exception(s) in the scenarios")
+    if measured.p95_ms > thresholds.p95_ms:
+        violations.append(f"p95 {measured.p95_ms:.0f} ms > {thresholds.p95_ms:g} ms")
+    return Verdict(measured, thresholds, violations)
+
+
+def write_outcome(path: Path, verdict: Verdict, counters: dict[str, int]) -> None:
+    """Write the verdict and the scenario's own counters as JSON, for `cobrowse loadtest`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**verdict.to_json(), "counters": counters}, indent=2) + "\n")
