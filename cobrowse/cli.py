@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cobrowse.commands import cluster, config, node, router
+from cobrowse.commands import cluster, config, lbconfig, loadtest, node, router
 
 # Each module adds its subcommands; the order is the order of `cobrowse --help`.
-COMMAND_MODULES = (config, node, router, cluster)
+COMMAND_MODULES = (config, node, router, cluster, lbconfig, loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:
