@@ -20,6 +20,7 @@ from cobrowse.observability import ObservabilityMiddleware
 from cobrowse.ratelimit import RateLimitMiddleware
 from cobrowse.resources.health import HealthResource
 from cobrowse.resources.metrics import MetricsResource
+from cobrowse.resources.openapi import OpenApiResource
 from cobrowse.resources.sessions import SessionResource, SessionsResource, StickinessCookie
 from cobrowse.resources.users import PingResource, ScreenCaptureResource, StopResource
 from cobrowse.ring import ClusterRing
@@ -91,6 +92,7 @@ def create_app(
         f"{live}/users/{{user_token}}/screen-capture", ScreenCaptureResource(service, max_body)
     )
     app.add_route(f"{settings.context_path}/health", HealthResource(store, sweeper, clock))
+    app.add_route(f"{settings.context_path}/openapi.json", OpenApiResource(settings))
     if isinstance(metrics, NodeMetrics):
         app.add_route(f"{settings.context_path}/metrics", MetricsResource(metrics))
     return app

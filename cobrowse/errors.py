@@ -69,6 +69,12 @@ class NotFoundError(ApiError):
     status, status_code = falcon.HTTP_404, 404
 
 
+class RequestTimeoutError(ApiError):
+    """408: the request did not arrive whole in time (a slow or stalled client)."""
+
+    status, status_code = falcon.HTTP_408, 408
+
+
 class ConflictError(ApiError):
     """409: the requested state change is impossible from the current state."""
 

@@ -14,7 +14,7 @@ from cobrowse.settings import NodeSettings
 # for the client's FIN (RFC 9112 graceful close), which left it at about 60% of gthread's rate.
 # One thread per worker measured best: more threads only contend for the GIL on this CPU-bound
 # app. Scale with workers (processes) instead.
-WORKER_CLASS = "gthread"
+WORKER_CLASS = "cobrowse.workers.NodeWorker"  # gthread with JSON errors and request deadlines
 KEEPALIVE_S = 5  # longer than the router's idle upstream timeout, so the router closes first
 
 

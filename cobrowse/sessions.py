@@ -109,7 +109,7 @@ class SessionService:
 
     def get_live(self, session_token: str) -> Session:
         """Return the live session with this sessionToken, or raise NotFoundError."""
-        if not SESSION_TOKEN.match(session_token):
+        if not SESSION_TOKEN.fullmatch(session_token):
             raise BadRequestError("A sessionToken is exactly 9 digits.", operation="sessions.get")
         self.locate(session_token)
         session = self.store.get_live(session_token, self.clock.now_ms())
@@ -181,7 +181,7 @@ class SessionService:
 
     def check_user_token(self, user_token: str, operation: str) -> None:
         """Reject malformed userTokens and those hosted on another node."""
-        if not USER_TOKEN.match(user_token):
+        if not USER_TOKEN.fullmatch(user_token):
             raise BadRequestError(
                 "A userToken is a digit followed by 22 URL-safe characters.", operation=operation
             )

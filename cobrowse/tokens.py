@@ -8,6 +8,7 @@ from typing import Protocol
 
 from cobrowse.ring import ClusterRing
 
+# Match with `fullmatch`: `$` alone also matches before a trailing newline.
 SESSION_TOKEN = re.compile(r"^[1-9][0-9]{8}$")
 # Epoch digit, then 128 random bits in URL-safe base64 without padding (22 characters).
 USER_TOKEN = re.compile(r"^[1-9][A-Za-z0-9_-]{22}$")

@@ -66,11 +66,12 @@ def _metrics(router: Router, request: Request) -> Response:
 
 
 ENDPOINTS = {b"/health": _health, b"/lb/status": _status, b"/lb/metrics": _metrics}
+METHODS = (b"GET", b"HEAD")  # of every endpoint; the OpenAPI document lists the same
 
 
 def answer_admin(router: Router, request: Request) -> Response:
     """Answer `/health` and `/lb/...`."""
-    if request.method not in (b"GET", b"HEAD"):
+    if request.method not in METHODS:
         response = json_error(405, "Only GET and HEAD are allowed here.")
         response.head += b"Allow: GET, HEAD\r\n"
         return response

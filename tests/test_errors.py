@@ -33,6 +33,8 @@ def test_wrong_method_is_405_with_allow(client):
         (b"{not json", "application/json", 400),
         (b"[1, 2]", "application/json", 400),
         (b"\xff\xfe", "application/json", 400),
+        (b"[" * 5000, "application/json", 400),  # was a RecursionError: 500
+        (b'{"a": ' * 5000, "application/json", 400),
         (b"hello", "text/plain", 415),
         (b"{}", "application/json", 200),
         (b"", None, 200),

@@ -190,3 +190,13 @@ def test_sessions_survive_a_new_app_on_the_same_database(make_client):
         f"{LIVE}/sessions/{created['sessionToken']}", headers={"Origin": ALLOWED}
     )
     assert result.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", [f"{LIVE}/sessions/123456789%0A", f"{LIVE}/users/1{'a' * 22}%0A/session/stop"]
+)
+def test_tokens_with_a_trailing_newline_are_400(client, path):
+    # `re.match` with `$` accepted them, and sent them on to the ring and the store.
+    result = client.simulate_get(path, headers={"Origin": ALLOWED})
+    assert result.status_code == 400
+    assert result.json["errorMessage"].startswith("A ")
