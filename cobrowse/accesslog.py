@@ -14,7 +14,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from typing import Any
 
 FLUSH_INTERVAL_S = 0.2
@@ -26,15 +25,19 @@ def request_id_from(incoming: str | None) -> str:
     """Keep a client's X-Request-ID if sane (<= 255 letters, digits, dashes), else make one."""
     if incoming and SANE_REQUEST_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as unique as a uuid4, without building one per request
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per line
+_second_cache: list[object] = [-1, ""]  # (whole second, its formatted prefix)
 
 
 def utc_timestamp(epoch_s: float) -> str:
-    """Return an ISO 8601 UTC time with milliseconds."""
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
-        + f".{int(epoch_s % 1 * 1000):03d}Z"
-    )
+    """Return an ISO 8601 UTC time with milliseconds (the seconds part formatted once a second)."""
+    second = int(epoch_s)
+    if _second_cache[0] != second:
+        _second_cache[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second_cache[1]}.{int(epoch_s % 1 * 1000):03d}Z"
 
 
 class AccessLog:
@@ -60,8 +63,8 @@ class AccessLog:
 
     def render(self, entry: dict[str, Any]) -> str:
         if not self.text_format:
-            return json.dumps(entry, separators=(",", ":"))
-        return " ".join(f"{key}={json.dumps(value)}" for key, value in entry.items())
+            return _ENCODER.encode(entry)
+        return " ".join(f"{key}={_ENCODER.encode(value)}" for key, value in entry.items())
 
     def flush(self) -> None:
         """Write every queued line now."""

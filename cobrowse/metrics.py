@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cobrowse.clock import Clock
 from cobrowse.store import SessionStore
@@ -88,6 +88,10 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # prometheus_client's labels() validates and builds its key on every call: keep the
+        # labelled children, as there are few routes, methods and statuses.
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._duration_children: dict[str, Any] = {}
         self.live = LiveSessionsCollector(store, clock)
         if self.registry is not None:
             self.registry.register(self.live)
@@ -101,8 +105,17 @@ class NodeMetrics:
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "OTHER"
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route).observe(seconds)
+        key = (route, method, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.http_requests.labels(
+                route, method, str(status)
+            )
+        counter.inc()
+        histogram = self._duration_children.get(route)
+        if histogram is None:
+            histogram = self._duration_children[route] = self.http_duration.labels(route)
+        histogram.observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """Return the text exposition of every worker's metrics, and its content type."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ def request_id_for(incoming: bytes) -> bytes:
     """Keep a client's X-Request-ID if sane (<= 255 letters, digits, dashes), else make one."""
     if incoming and SANE_REQUEST_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex.encode()
+    return os.urandom(16).hex().encode()
 
 
 class LatencyHistogram:

@@ -18,26 +18,32 @@ LIVE_SESSIONS_HEADER = "X-Cobrowse-Live-Sessions"
 
 
 class StoreProbe:
-    """Check the store at most once a second per worker: does it take writes, how many live."""
+    """Check the store from health: does it take writes (each second), how many live (each 5 s).
 
-    interval_s = 1.0
+    Counting live sessions reads every live row; the status page does not need it fresher.
+    """
+
+    write_interval_s = 1.0
+    count_interval_s = 5.0
 
     def __init__(self, store: SessionStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
-        self.checked_at = -self.interval_s
+        self.written_at = -self.write_interval_s
+        self.counted_at = -self.count_interval_s
         self.writable = True
         self.live_sessions = 0
 
     def refresh(self) -> None:
         now = time.monotonic()
-        if now - self.checked_at < self.interval_s:
-            return
-        self.checked_at = now
         try:
-            self.store.check_writable()
-            self.live_sessions = self.store.live_count(self.clock.now_ms())
-            self.writable = True
+            if now - self.written_at >= self.write_interval_s:
+                self.written_at = now
+                self.store.check_writable()
+                self.writable = True
+            if now - self.counted_at >= self.count_interval_s:
+                self.counted_at = now
+                self.live_sessions = self.store.live_count(self.clock.now_ms())
         except StoreUnavailableError:
             # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
             self.writable = False
