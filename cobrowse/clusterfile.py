@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,11 +10,32 @@ from pathlib import Path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on `host` right now."""
-    with socket.socket() as probe:
+    """Return a TCP port that is free on `host` right now, below the ephemeral range.
+
+    A port the kernel hands out for `bind(0)` comes from the ephemeral range, which outgoing
+    connections also draw from: between choosing it and listening on it, a busy machine's client
+    sockets can take it. Ports below that range are only ever taken by listeners.
+    """
+    low = _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20_000), low)  # noqa: S311 - not a secret
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # crowded: fall back to the kernel's choice
         probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        chosen: int = probe.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass(frozen=True, slots=True)

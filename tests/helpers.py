@@ -136,7 +136,8 @@ class Process:
         self.popen.wait(10)
 
     def tail(self, lines: int = 40) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
@@ -195,6 +196,9 @@ def start_node(config: Path, name: str, log_dir: Path, *args: str) -> Process:
     )
     try:
         wait_until_responds(f"{spec.base_url}/cobrowse/health", deadline=20)
+        # Every worker booted: a SIGTERM while Gunicorn is still spawning makes it wait out
+        # its graceful timeout for the worker being born.
+        wait_until(lambda: len(children_of(process.pid)) >= spec.workers, 20, "workers booted")
     except TimeoutError:
         process.stop()
         raise TimeoutError(f"node {name} did not become healthy:\n{process.tail()}") from None

@@ -55,3 +55,26 @@ def test_router_benchmark_short_run():
     assert done.returncode == 0, done.stdout + done.stderr
     for label in ("haproxy", "direct", "router", "CPU per request", "p99 added"):
         assert label in done.stdout
+
+
+def test_metrics_cost_benchmark_short_run():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.metrics_cost",
+            "--rounds",
+            "1",
+            "--duration",
+            "1",
+            "--connections",
+            "4",
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("metrics cost:") == 2
