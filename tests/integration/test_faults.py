@@ -133,7 +133,7 @@ def test_kill_9_of_a_whole_node_under_load_through_the_router(tmp_path, reliabil
         created = before + [body for _, body in storm.successes]
         reliability.sessions_lost = count_lost(reliability, cluster.api, created)
     reliability.notes = (
-        f"down after {took:.1f} s; {len(storm.failures)} failed creates before detection, "
+        f"down after {took:.1f} s; failed creates: {len(storm.failures)} before detection, "
         "0 after; its sessions 503 until it returned"
     )
     assert reliability.sessions_lost == 0
