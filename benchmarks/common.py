@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -45,6 +45,7 @@ class WrkResult:
     p99_ms: float
     errors: int  # socket errors plus non-2xx/3xx answers
     requests: int
+    server_cpu_us: float | None = None  # the server's CPU time per request, when metered
 
     def row(self, baseline: WrkResult | None = None) -> str:
         ratio = f"{self.requests_per_s / baseline.requests_per_s:6.2f}x" if baseline else "       "
@@ -61,6 +62,9 @@ class Scenario:
     label: str
     url: str
     script: str | Callable[[int], str] | None = None
+    # The process group of the server that answers: its CPU time per request is reported too.
+    # Unlike throughput, it does not drop when the host steals the CPU from the whole VM.
+    cpu_group: int | None = None
 
     def script_for(self, round_index: int) -> str | None:
         if callable(self.script):
@@ -79,12 +83,18 @@ class Summary:
     p99_ms: float
     errors: int
     requests_total: int = 0
+    cpu_us: float | None = None  # median server CPU per request
+    cpu_ratio: float | None = None  # median of baseline CPU per request / this scenario's
 
     def row(self) -> str:
         ratio = f"{self.ratio:6.2f}x" if self.ratio is not None else "   base"
+        cpu = ""
+        if self.cpu_us is not None:
+            cpu_ratio = f"{self.cpu_ratio:5.2f}x" if self.cpu_ratio is not None else " base"
+            cpu = f"  cpu {self.cpu_us:6.0f} µs/req {cpu_ratio}"
         return (
             f"{self.label:<26} {self.requests_per_s:>8.0f} req/s {ratio}  p50 {self.p50_ms:7.2f} ms"
-            f"  p99 {self.p99_ms:7.2f} ms  errors {self.errors}"
+            f"  p99 {self.p99_ms:7.2f} ms  errors {self.errors}{cpu}"
         )
 
 
@@ -103,38 +113,35 @@ def interleaved_rounds(
     """
     runs: dict[str, list[WrkResult]] = {s.label: [] for s in [baseline, *scenarios]}
     ratios: dict[str, list[float]] = {s.label: [] for s in scenarios}
+    cpu_ratios: dict[str, list[float]] = {s.label: [] for s in scenarios}
+
+    def measure(scenario: Scenario, round_index: int) -> WrkResult:
+        cpu_before = group_cpu_seconds(scenario.cpu_group) if scenario.cpu_group else 0.0
+        result = run_wrk(
+            scenario.label,
+            scenario.url,
+            duration=duration,
+            connections=connections,
+            script=scenario.script_for(round_index),
+        )
+        if scenario.cpu_group is None or not result.requests:
+            return result
+        used = group_cpu_seconds(scenario.cpu_group) - cpu_before
+        return replace(result, server_cpu_us=used / result.requests * 1e6)
+
     for round_index in range(rounds):
         order = list(scenarios) if round_index % 2 == 0 else list(reversed(scenarios))
-        measured = []
-        before = run_wrk(
-            baseline.label,
-            baseline.url,
-            duration=duration,
-            connections=connections,
-            script=baseline.script_for(round_index),
-        )
-        for scenario in order:
-            measured.append(
-                run_wrk(
-                    scenario.label,
-                    scenario.url,
-                    duration=duration,
-                    connections=connections,
-                    script=scenario.script_for(round_index),
-                )
-            )
-        after = run_wrk(
-            baseline.label,
-            baseline.url,
-            duration=duration,
-            connections=connections,
-            script=baseline.script_for(round_index),
-        )
+        before = measure(baseline, round_index)
+        measured = [measure(scenario, round_index) for scenario in order]
+        after = measure(baseline, round_index)
         base_rate = (before.requests_per_s + after.requests_per_s) / 2
         runs[baseline.label] += [before, after]
         for result in measured:
             runs[result.label].append(result)
             ratios[result.label].append(result.requests_per_s / base_rate)
+            if before.server_cpu_us and after.server_cpu_us and result.server_cpu_us:
+                base_cpu = (before.server_cpu_us + after.server_cpu_us) / 2
+                cpu_ratios[result.label].append(base_cpu / result.server_cpu_us)
         print(
             f"  round {round_index + 1}/{rounds}: baseline {base_rate:.0f} req/s, "
             + ", ".join(f"{r.label} {r.requests_per_s / base_rate:.2f}x" for r in measured),
@@ -149,9 +156,31 @@ def interleaved_rounds(
             statistics.median(r.p99_ms for r in results),
             sum(r.errors for r in results),
             sum(r.requests for r in results),
+            cpu_us=_median_or_none([r.server_cpu_us for r in results]),
+            cpu_ratio=_median_or_none(cpu_ratios.get(label, [])),
         )
         for label, results in runs.items()
     ]
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def group_cpu_seconds(group: int) -> float:
+    """Return the user+system CPU seconds used so far by the live processes of a process group."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while being read
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:

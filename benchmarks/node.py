@@ -126,37 +126,43 @@ def measure(
         extra.append(f"--worker-class={args.worker_class}")
     server = [sys.executable, "-m", "benchmarks.node", "--config", str(config), *extra]
     per_round = len(for_stop) // args.rounds
-    scenarios = [
-        Scenario("create", f"{node_url}/rest/live/sessions", 'wrk.method = "POST"\n'),
-        Scenario(
-            "get",
-            node_url,
-            lua_cycle(
-                "GET",
-                [f"/cobrowse/rest/live/sessions/{s.session_token}" for s in for_get],
-                {"Origin": ORIGIN},
-            ),
-        ),
-        Scenario(
-            "stop",
-            node_url,
-            # Each round stops sessions of its own: the first stop of a session is the write.
-            lambda index: lua_cycle(
-                "GET",
-                [
-                    f"/cobrowse/rest/live/users/{s.user_token}/session/stop"
-                    for s in for_stop[index * per_round : (index + 1) * per_round]
-                ],
-            ),
-        ),
-        Scenario("health", f"{node_url}/health"),
-    ]
     with (
-        running([*server, "--serve", "hello"], directory / "hello.log", hello_url),
-        running([*server, "--serve", "node"], directory / "node.log", f"{node_url}/health"),
+        running([*server, "--serve", "hello"], directory / "hello.log", hello_url) as hello,
+        running([*server, "--serve", "node"], directory / "node.log", f"{node_url}/health") as node,
     ):
+        # Each server runs in a process group of its own (master and workers): meter its CPU.
+        on_node = {"cpu_group": node.pid}
+        scenarios = [
+            Scenario(
+                "create", f"{node_url}/rest/live/sessions", 'wrk.method = "POST"\n', **on_node
+            ),
+            Scenario(
+                "get",
+                node_url,
+                lua_cycle(
+                    "GET",
+                    [f"/cobrowse/rest/live/sessions/{s.session_token}" for s in for_get],
+                    {"Origin": ORIGIN},
+                ),
+                **on_node,
+            ),
+            Scenario(
+                "stop",
+                node_url,
+                # Each round stops sessions of its own: the first stop of a session is the write.
+                lambda index: lua_cycle(
+                    "GET",
+                    [
+                        f"/cobrowse/rest/live/users/{s.user_token}/session/stop"
+                        for s in for_stop[index * per_round : (index + 1) * per_round]
+                    ],
+                ),
+                **on_node,
+            ),
+            Scenario("health", f"{node_url}/health", **on_node),
+        ]
         return interleaved_rounds(
-            Scenario("hello world", hello_url),
+            Scenario("hello world", hello_url, cpu_group=hello.pid),
             scenarios,
             rounds=args.rounds,
             duration=args.duration,

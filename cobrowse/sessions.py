@@ -111,9 +111,10 @@ class SessionService:
         """Return the live session with this sessionToken, or raise NotFoundError."""
         if not SESSION_TOKEN.fullmatch(session_token):
             raise BadRequestError("A sessionToken is exactly 9 digits.", operation="sessions.get")
-        self.locate(session_token)
         session = self.store.get_live(session_token, self.clock.now_ms())
         if session is None:
+            # Only a miss needs the ring: a session stored here is hosted here, whatever the ring.
+            self.locate(session_token)
             raise NotFoundError("No live session has this sessionToken.", operation="sessions.get")
         return session
 

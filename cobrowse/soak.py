@@ -13,6 +13,7 @@ import json
 import os
 import statistics
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +46,10 @@ class RssSampler:
     interval_s: float = RSS_INTERVAL_S
     groups: dict[int, str] = field(default_factory=dict)
     samples: list[dict[str, int]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # seconds since the first sample
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _started: float | None = None
 
     def watch(self, name: str, group: int) -> None:
         self.groups[group] = name
@@ -68,7 +71,19 @@ class RssSampler:
 
     def sample(self) -> None:
         rss = group_rss_bytes(set(self.groups))
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        self.times.append(now - self._started)
         self.samples.append({self.groups[group]: size for group, size in rss.items() if size})
+
+    def by_minute(self) -> dict[str, list[tuple[int, int]]]:
+        """Return each process's RSS at the end of every minute of the run (its last sample)."""
+        minutes: dict[str, dict[int, int]] = {}
+        for elapsed, sample in zip(self.times, self.samples, strict=True):
+            for name, size in sample.items():
+                minutes.setdefault(name, {})[int(elapsed // 60)] = size
+        return {name: sorted(values.items()) for name, values in minutes.items()}
 
 
 def p99_by_minute(history_path: Path) -> list[tuple[int, float]]:
@@ -90,15 +105,28 @@ def p99_by_minute(history_path: Path) -> list[tuple[int, float]]:
 
 def format_soak(rss: RssSampler, trend: list[tuple[int, float]], failures: int) -> str:
     """Return the soak report: RSS at start and end per process, errors, p99 per minute."""
-    first, last = rss.samples[0], rss.samples[-1]
-    lines = ["process        RSS start   RSS end   growth"]
+    first, middle, last = rss.samples[0], rss.samples[len(rss.samples) // 2], rss.samples[-1]
+    # Growth over the second half tells a leak (keeps growing) from caches warming (levels off).
+    lines = ["process        RSS start   RSS end   growth   second half"]
     for name in sorted(first):
         start, end = first[name], last.get(name, 0)
-        growth = (end - start) / start * 100 if start else 0.0
-        lines.append(f"{name:<14} {start / 2**20:8.1f} MB {end / 2**20:7.1f} MB {growth:+7.1f}%")
+        whole, second_half = percent_change(start, end), percent_change(middle.get(name, 0), end)
+        lines.append(
+            f"{name:<14} {start / 2**20:8.1f} MB {end / 2**20:7.1f} MB "
+            f"{whole:+7.1f}%  {second_half:+7.1f}%"
+        )
     lines.append(f"\nerrors: {failures}")
     lines.append("p99 by minute: " + ", ".join(f"{m + 1}: {p99:.0f} ms" for m, p99 in trend))
+    lines.append("RSS by minute (MB):")
+    for name, minutes in sorted(rss.by_minute().items()):
+        values = ", ".join(f"{minute + 1}: {size / 2**20:.1f}" for minute, size in minutes)
+        lines.append(f"  {name}: {values}")
     return "\n".join(lines)
+
+
+def percent_change(before: int, after: int) -> float:
+    """Return the change from `before` to `after` in percent (0 when there is no `before`)."""
+    return (after - before) / before * 100 if before else 0.0
 
 
 def run_soak(options: LoadTestOptions) -> int:

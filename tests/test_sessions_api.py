@@ -176,6 +176,25 @@ def test_token_of_another_node_redirects_to_its_server_url(make_client):
     assert result.json["node"] == "node-2"
 
 
+def test_a_session_stored_here_is_answered_here_whatever_the_ring_says(
+    make_client, make_settings, clock
+):
+    """After a ring change that remapped a live token, serve the session rather than 307."""
+    from cobrowse.store.sqlite import SqliteSessionStore
+
+    client = make_client("node-1")
+    other = create(make_client("node-2")).json  # a token that the ring maps to node-2
+    moved = SqliteSessionStore.at(make_settings("node-2").database_path).get_live(
+        other["sessionToken"], clock.now_ms()
+    )
+    SqliteSessionStore.at(make_settings("node-1").database_path).create(moved)
+    result = client.simulate_get(
+        f"{LIVE}/sessions/{other['sessionToken']}", headers={"Origin": ALLOWED}
+    )
+    assert result.status_code == 200, result.text
+    assert result.json["sessionServerName"] == "node-1"
+
+
 def test_token_of_a_node_without_server_url_is_421(make_client):
     other = create(make_client("node-3")).json
     result = make_client("node-1").simulate_get(f"{LIVE}/users/{other['userToken']}/session/stop")

@@ -41,8 +41,37 @@ def test_report_shows_growth_errors_and_trend():
         {"node-1": 100 * 2**20, "router": 50 * 2**20},
         {"node-1": 110 * 2**20, "router": 50 * 2**20},
     ]
+    sampler.times = [0.0, 65.0]
     text = format_soak(sampler, [(0, 12.0), (1, 14.0)], failures=0)
     assert "node-1" in text
     assert "+10.0%" in text
+    assert "node-1: 1: 100.0, 2: 110.0" in text
     assert "errors: 0" in text
     assert "1: 12 ms, 2: 14 ms" in text
+
+
+def test_second_half_growth_tells_a_plateau_from_a_leak():
+    sampler = RssSampler()
+    sampler.samples = [{"warming": 100, "leaking": 100}, {"warming": 150, "leaking": 150}]
+    sampler.samples.append({"warming": 150, "leaking": 200})
+    sampler.times = [0.0, 30.0, 60.0]
+    lines = {line.split()[0]: line for line in format_soak(sampler, [], 0).splitlines() if line}
+    assert lines["warming"].split()[-2:] == ["+50.0%", "+0.0%"]
+    assert lines["leaking"].split()[-2:] == ["+100.0%", "+33.3%"]
+
+
+def test_by_minute_keeps_the_last_sample_of_each_minute():
+    sampler = RssSampler()
+    sampler.samples = [{"node-1": 1}, {"node-1": 2}, {"node-1": 3}, {"node-1": 4}]
+    sampler.times = [0.0, 30.0, 59.0, 61.0]
+    assert sampler.by_minute() == {"node-1": [(0, 3), (1, 4)]}
+
+
+def test_sampler_records_elapsed_time_with_each_sample():
+    sampler = RssSampler(interval_s=0.05)
+    sampler.watch("me", os.getpgrp())
+    sampler.start()
+    sampler.stop()
+    assert len(sampler.times) == len(sampler.samples) >= 2
+    assert sampler.times[0] == 0.0
+    assert sampler.times == sorted(sampler.times)
