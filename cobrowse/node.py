@@ -75,11 +75,19 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         options: dict[str, Any],
         load_app: Callable[[], Any],
         arbiter: Callable[[Any], Any] | None = None,
+        on_reload: Callable[[], object] | None = None,
     ) -> None:
         self.options = options
         self.load_app = load_app
         self.arbiter = arbiter
+        self.on_reload = on_reload
         super().__init__()
+
+    def reload(self) -> None:
+        # Gunicorn's arbiter calls this on SIGHUP, in the master, before it spawns new workers.
+        if self.on_reload is not None:
+            self.on_reload()
+        super().reload()
 
     def run(self) -> None:
         if self.arbiter is None:
@@ -95,9 +103,17 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self.load_app()
 
 
-def run_node(settings: NodeSettings, overrides: dict[str, Any] | None = None) -> None:
-    """Serve the node until Gunicorn stops; blocks."""
+def run_node(
+    settings: NodeSettings,
+    overrides: dict[str, Any] | None = None,
+    read_settings: Callable[[], NodeSettings] | None = None,
+) -> None:
+    """Serve the node until Gunicorn stops; blocks.
+
+    With `read_settings`, SIGHUP re-reads the settings (the cluster file) for the new workers.
+    """
     from cobrowse.app import create_app
+    from cobrowse.reload import ReloadableSettings
     from cobrowse.shutdown import DrainingArbiter, set_stopping_flag
 
     prepare_node_process(settings)
@@ -108,4 +124,5 @@ def run_node(settings: NodeSettings, overrides: dict[str, Any] | None = None) ->
     def arbiter(app: Any) -> DrainingArbiter:
         return DrainingArbiter(app, settings.database_path, delay)
 
-    GunicornServer(options, lambda: create_app(settings), arbiter).run()
+    held = ReloadableSettings(settings, read_settings or (lambda: settings))
+    GunicornServer(options, lambda: create_app(held.current), arbiter, held.reload).run()

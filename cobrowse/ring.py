@@ -99,3 +99,22 @@ class ClusterRing:
             owned[name] += position - previous
             previous = position
         return {name: arc / HASH_SPACE for name, arc in owned.items()}
+
+
+def ring_change_problems(old: ClusterRing, new: ClusterRing) -> list[str]:
+    """Return why `new` would strand tokens issued under `old`: none if it would not."""
+    problems = []
+    for epoch in range(old.current_epoch + 1):
+        before, after = old.definition(epoch), new.definition(epoch)
+        for name, shape in after.items():
+            if name not in before:
+                problems.append(
+                    f"node {name} joins ring epoch {epoch}, which already issued tokens: give "
+                    f"it ringEpoch = {old.current_epoch + 1}"
+                )
+            elif before[name] != shape:
+                problems.append(
+                    f"node {name} changes vnodes/weight in ring epoch {epoch}, which already "
+                    "issued tokens"
+                )
+    return problems

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from cobrowse.clientinfo import TrustedProxies
-from cobrowse.ring import ClusterRing
+from cobrowse.ring import ClusterRing, ring_change_problems
 from cobrowse.settings import ClusterConfig
 from lb.admin import answer_admin
 from lb.backends import Backend, backends_for
@@ -155,22 +155,3 @@ class Router:
             connection.expire()
         for pool in self.pools.values():
             pool.expire(now)
-
-
-def ring_change_problems(old: ClusterRing, new: ClusterRing) -> list[str]:
-    """Return why `new` would strand tokens issued under `old`: none if it would not."""
-    problems = []
-    for epoch in range(old.current_epoch + 1):
-        before, after = old.definition(epoch), new.definition(epoch)
-        for name, shape in after.items():
-            if name not in before:
-                problems.append(
-                    f"node {name} joins ring epoch {epoch}, which already issued tokens: give "
-                    f"it ringEpoch = {old.current_epoch + 1}"
-                )
-            elif before[name] != shape:
-                problems.append(
-                    f"node {name} changes vnodes/weight in ring epoch {epoch}, which already "
-                    "issued tokens"
-                )
-    return problems

@@ -20,11 +20,12 @@ def _node_settings(config: ClusterConfig, path: str, name: str) -> NodeSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Run one node of the cluster under Gunicorn."""
+    from cobrowse.config import load_cluster
     from cobrowse.node import run_node
 
     settings = _node_settings(load_or_exit(args.config), args.config, args.name)
     overrides = {"workers": args.workers} if args.workers else None
-    run_node(settings, overrides)
+    run_node(settings, overrides, lambda: load_cluster(args.config).node_settings(args.name))
     return 0
 
 
