@@ -168,9 +168,13 @@ class SessionService:
         A session created with `X-Support-CSRFP: true` accepts Controller calls only with the
         same `X-CSRF-Token` it was given; the comparison takes constant time.
         """
-        self.check_user_token(user_token, operation)
+        if not USER_TOKEN.fullmatch(user_token):
+            raise BadRequestError(
+                "A userToken is a digit followed by 22 URL-safe characters.", operation=operation
+            )
         session = self.store.get_by_user_token(user_token)
         if session is None:
+            self.locate(user_token)  # as for Get Session: only a miss needs the ring
             raise NotFoundError("No session has this userToken.", operation=operation)
         if session.csrf_token is not None and not hmac.compare_digest(
             session.csrf_token.encode(), (csrf_token or "").encode()
@@ -179,11 +183,3 @@ class SessionService:
                 "This session requires its X-CSRF-Token header.", operation=operation
             )
         return session
-
-    def check_user_token(self, user_token: str, operation: str) -> None:
-        """Reject malformed userTokens and those hosted on another node."""
-        if not USER_TOKEN.fullmatch(user_token):
-            raise BadRequestError(
-                "A userToken is a digit followed by 22 URL-safe characters.", operation=operation
-            )
-        self.locate(user_token)

@@ -193,6 +193,8 @@ def test_a_session_stored_here_is_answered_here_whatever_the_ring_says(
     )
     assert result.status_code == 200, result.text
     assert result.json["sessionServerName"] == "node-1"
+    stopped = client.simulate_get(f"{LIVE}/users/{other['userToken']}/session/stop")
+    assert stopped.status_code == 200, stopped.text
 
 
 def test_token_of_a_node_without_server_url_is_421(make_client):
