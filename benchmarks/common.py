@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cobrowse.cpushare import parse_stat, read_processes
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 # On a machine with two or more CPUs, the load generator gets CPU 0 and the servers the others:
@@ -170,23 +172,14 @@ def _median_or_none(values: Sequence[float | None]) -> float | None:
 
 def group_cpu_seconds(group: int) -> float:
     """Return the user+system CPU seconds used so far by the live processes of a process group."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited while being read
-        if int(fields[2]) == group:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    ticks = sum(reading.ticks for reading in read_processes() if reading.group == group)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
     """Return the user+system CPU seconds a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    reading = parse_stat(pid, Path(f"/proc/{pid}/stat").read_text())
+    return reading.ticks / os.sysconf("SC_CLK_TCK")
 
 
 def require_wrk() -> str:

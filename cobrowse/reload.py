@@ -37,7 +37,6 @@ class ReloadableSettings:
     def __init__(self, settings: NodeSettings, read: Callable[[], NodeSettings]) -> None:
         self.current = settings
         self.read = read
-        self.name = settings.name
 
     def reload(self) -> bool:
         """Re-read the cluster file; adopt it and return True, or log why not and return False."""
@@ -47,7 +46,7 @@ class ReloadableSettings:
             log.error("reload refused, cluster file invalid:\n%s", error)
             return False
         except KeyError:
-            log.error("reload refused: the cluster file no longer has [node:%s]", self.name)
+            log.error("reload refused: the cluster file no longer has [node:%s]", self.current.name)
             return False
         problems = reload_problems(self.current, fresh)
         if problems:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cobrowse.cpushare import read_processes
 from cobrowse.loadtest import LoadTestOptions, run_loadtest
 
 PROC = Path("/proc")
@@ -27,13 +28,13 @@ def group_rss_bytes(groups: set[int], proc: Path = PROC) -> dict[int, int]:
     """Return the summed resident memory of every process in each process group."""
     page = os.sysconf("SC_PAGE_SIZE")
     totals = dict.fromkeys(groups, 0)
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+    for reading in read_processes(proc):
+        if reading.group not in totals:
             continue
         try:
-            group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2])
-            if group in totals:
-                totals[group] += int((entry / "statm").read_text().split()[1]) * page
+            totals[reading.group] += (
+                int((proc / str(reading.pid) / "statm").read_text().split()[1]) * page
+            )
         except (OSError, IndexError, ValueError):
             continue  # the process exited while being read
     return totals
