@@ -23,8 +23,8 @@ from cobrowse.config import load_cluster
 from cobrowse.lbconfig.haproxy_stats import server_states
 from cobrowse.settings import ClusterConfig
 from tests.helpers import children_of, wait_until, write_cluster
+from tests.integration.lb_client import ORIGIN, create, create_on, get
 
-ORIGIN = {"Origin": "http://localhost:8080"}
 CHECK = {"checkInterval": "0.5", "checkFall": "2", "checkRise": "2", "checkTimeout": "0.5"}
 
 
@@ -82,29 +82,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaproxyCluster
         )
     finally:
         local.stop()
-
-
-def create(api: str, **kwargs: object) -> dict:
-    response = requests.post(f"{api}/sessions", timeout=10, **kwargs)  # no cookie jar
-    assert response.status_code == 200, response.text
-    assert response.cookies["gcbSessionServer"] == response.json()["sessionServerName"]
-    return response.json()
-
-
-def get(
-    api: str, token: str, headers: dict[str, str] | None = None, **kwargs: object
-) -> requests.Response:
-    headers = {**ORIGIN, **(headers or {})}
-    return requests.get(f"{api}/sessions/{token}", headers=headers, timeout=10, **kwargs)
-
-
-def create_on(api: str, node: str) -> dict:
-    """Create sessions until one lands on `node` (round-robin: within a few)."""
-    for _ in range(12):
-        session = create(api)
-        if session["sessionServerName"] == node:
-            return session
-    raise AssertionError(f"no session landed on {node}")
 
 
 def test_haproxy_sees_every_node_up_through_its_own_probes(cluster):

@@ -19,10 +19,10 @@ from cobrowse.cluster import LocalCluster, Part, cluster_parts, health_status
 from cobrowse.config import load_cluster
 from cobrowse.lbconfig.nginx import render_nginx
 from cobrowse.settings import ClusterConfig
-from tests.helpers import wait_until, wait_until_responds, write_cluster
+from tests.helpers import children_of, wait_until, wait_until_responds, write_cluster
+from tests.integration.lb_client import ORIGIN, create, create_on, get
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-ORIGIN = {"Origin": "http://localhost:8080"}
 # fail_timeout = checkInterval x checkRise = 1 s: a dead node is left out for a second at a time.
 PASSIVE = {"checkInterval": "0.5", "checkFall": "1", "checkRise": "2"}
 
@@ -40,9 +40,18 @@ class NginxCluster:
         return f"{self.parts['nginx'].url}{self.config.context_path}/rest/live"
 
     def reconfigure(self, drained: frozenset[str] = frozenset()) -> None:
-        """Write nginx.conf again and reload nginx (SIGHUP to its master)."""
+        """Write nginx.conf again and reload nginx; return once only new workers are left."""
         write_nginx_conf(self.config, self.run_dir, drained)
-        os.kill(self.parts["nginx"].pid, signal.SIGHUP)
+        master = self.parts["nginx"].pid
+        old_workers = set(children_of(master))
+        os.kill(master, signal.SIGHUP)
+        # Until the old workers have exited, one of them may still take a request under the
+        # old configuration.
+        wait_until(
+            lambda: bool(children_of(master)) and not old_workers & set(children_of(master)),
+            15,
+            "nginx's old workers replaced after the reload",
+        )
 
 
 def write_nginx_conf(config: ClusterConfig, run_dir: Path, drained: frozenset[str]) -> Path:
@@ -82,29 +91,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxCluster]:
         yield NginxCluster(config, {part.name: part for part in local.parts}, run_dir)
     finally:
         local.stop()
-
-
-def create(api: str, **kwargs: object) -> dict:
-    response = requests.post(f"{api}/sessions", timeout=10, **kwargs)  # no cookie jar
-    assert response.status_code == 200, response.text
-    assert response.cookies["gcbSessionServer"] == response.json()["sessionServerName"]
-    return response.json()
-
-
-def get(
-    api: str, token: str, headers: dict[str, str] | None = None, **kwargs: object
-) -> requests.Response:
-    headers = {**ORIGIN, **(headers or {})}
-    return requests.get(f"{api}/sessions/{token}", headers=headers, timeout=10, **kwargs)
-
-
-def create_on(api: str, node: str) -> dict:
-    """Create sessions until one lands on `node` (round-robin: within a few)."""
-    for _ in range(12):
-        session = create(api)
-        if session["sessionServerName"] == node:
-            return session
-    raise AssertionError(f"no session landed on {node}")
 
 
 def test_cookie_stickiness_keeps_every_session_on_its_creating_node(cluster):
