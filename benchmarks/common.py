@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cobrowse.cpushare import parse_stat, read_processes
+from cobrowse.loadtest.cpushare import parse_stat, read_processes
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 

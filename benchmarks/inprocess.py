@@ -24,10 +24,10 @@ from typing import Any
 
 from benchmarks.hello import create_hello_app
 from benchmarks.node import ORIGIN, seed_sessions
-from cobrowse.accesslog import AccessLog
-from cobrowse.app import create_app
-from cobrowse.clusterfile import GeneratedNode, render_cluster_file
-from cobrowse.config import load_cluster
+from cobrowse.config.clusterfile import GeneratedNode, render_cluster_file
+from cobrowse.config.loader import load_cluster
+from cobrowse.observe.accesslog import AccessLog
+from cobrowse.web.app import create_app
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 EnvironFactory = Callable[[int], dict[str, Any]]

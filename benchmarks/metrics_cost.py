@@ -27,8 +27,8 @@ from pathlib import Path
 
 from benchmarks.common import Scenario, interleaved_rounds, lua_cycle, running
 from benchmarks.node import ORIGIN, seed_sessions
-from cobrowse.clusterfile import GeneratedNode, free_port, render_cluster_file
-from cobrowse.config import load_cluster
+from cobrowse.config.clusterfile import GeneratedNode, free_port, render_cluster_file
+from cobrowse.config.loader import load_cluster
 
 BUDGET = 0.95
 CALLS = 100_000
@@ -55,7 +55,7 @@ def node_metrics_microseconds() -> float:
 
 def time_node_metrics() -> float:
     from cobrowse.clock import SystemClock
-    from cobrowse.metrics import NodeMetrics
+    from cobrowse.observe.metrics import NodeMetrics
 
     metrics = NodeMetrics(store=None, clock=SystemClock())  # type: ignore[arg-type]
     return best_microseconds(lambda: metrics.request_done(ROUTE, "GET", 200, 0.0012))

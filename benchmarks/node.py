@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import Scenario, Summary, interleaved_rounds, lua_cycle, running
-from cobrowse.clusterfile import GeneratedNode, free_port, render_cluster_file
-from cobrowse.config import load_cluster
-from cobrowse.ring import ClusterRing
-from cobrowse.settings import NodeSettings
+from cobrowse.config.clusterfile import GeneratedNode, free_port, render_cluster_file
+from cobrowse.config.loader import load_cluster
+from cobrowse.config.settings import NodeSettings
+from cobrowse.sessions.ring import ClusterRing
+from cobrowse.sessions.tokens import TokenIssuer
 from cobrowse.store import Session, TokenConflictError
 from cobrowse.store.sqlite import SqliteSessionStore
-from cobrowse.tokens import TokenIssuer
 
 TARGETS = {"create": 0.70, "get": 0.85}
 ORIGIN = "http://localhost:8080"
@@ -33,8 +33,8 @@ ORIGIN = "http://localhost:8080"
 def serve(kind: str, config: Path, overrides: dict[str, object]) -> None:
     """Run the node or the hello-world app under the node's Gunicorn options (blocks)."""
     from benchmarks.hello import create_hello_app
-    from cobrowse.app import create_app
-    from cobrowse.node import GunicornServer, gunicorn_options
+    from cobrowse.ops.node import GunicornServer, gunicorn_options
+    from cobrowse.web.app import create_app
 
     settings = load_cluster(config).node_settings("node-1")
     options = {**gunicorn_options(settings), **overrides}

@@ -28,8 +28,8 @@ from benchmarks.common import (
     running,
 )
 from benchmarks.node import ORIGIN, seed_sessions
-from cobrowse.clusterfile import GeneratedNode, free_port, render_cluster_file
-from cobrowse.config import load_cluster
+from cobrowse.config.clusterfile import GeneratedNode, free_port, render_cluster_file
+from cobrowse.config.loader import load_cluster
 
 HAPROXY_CONFIG = """\
 global

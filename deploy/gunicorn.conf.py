@@ -1,17 +1,17 @@
 """Gunicorn settings of a Co-browse node, for Gunicorn's own entry point.
 
     COBROWSE_CONFIG=/etc/cobrowse/cluster.ini COBROWSE_NODE=node-1 \\
-        gunicorn -c deploy/gunicorn.conf.py 'cobrowse.app:get_app()'
+        gunicorn -c deploy/gunicorn.conf.py 'cobrowse.web.app:get_app()'
 
 runs the node as `cobrowse node --config /etc/cobrowse/cluster.ini --name node-1` does, with
 the same settings: those `scripts/bench node` chose (README "Performance"), from
-`cobrowse.node.gunicorn_options`. Keep settings there, not here, so both ways stay the same.
+`cobrowse.ops.node.gunicorn_options`. Keep settings there, not here, so both ways stay the same.
 """
 
 import os
 
-from cobrowse.config import CONFIG_ENV, NODE_ENV, load_cluster
-from cobrowse.node import gunicorn_options, prepare_node_process
+from cobrowse.config.loader import CONFIG_ENV, NODE_ENV, load_cluster
+from cobrowse.ops.node import gunicorn_options, prepare_node_process
 
 if not os.environ.get(CONFIG_ENV) or not os.environ.get(NODE_ENV):
     raise RuntimeError(f"set {CONFIG_ENV} (the cluster file) and {NODE_ENV} (the node's name)")

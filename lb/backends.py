@@ -6,7 +6,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 
-from cobrowse.settings import NodeSpec, RouterSettings
+from cobrowse.config.settings import NodeSpec, RouterSettings
 
 
 class State(enum.Enum):

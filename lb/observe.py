@@ -9,9 +9,9 @@ import time
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-from cobrowse.accesslog import AccessLog, utc_timestamp
-from cobrowse.metrics import LATENCY_BUCKETS
-from cobrowse.settings import ClusterConfig
+from cobrowse.config.settings import ClusterConfig
+from cobrowse.observe.accesslog import AccessLog, utc_timestamp
+from cobrowse.observe.metrics import LATENCY_BUCKETS
 from lb.http import Request
 
 if TYPE_CHECKING:

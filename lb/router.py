@@ -7,9 +7,9 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from cobrowse.clientinfo import TrustedProxies
-from cobrowse.ring import ClusterRing, ring_change_problems
-from cobrowse.settings import ClusterConfig
+from cobrowse.config.settings import ClusterConfig
+from cobrowse.sessions.ring import ClusterRing, ring_change_problems
+from cobrowse.web.clientinfo import TrustedProxies
 from lb.admin import answer_admin
 from lb.backends import Backend, backends_for
 from lb.exchange import Exchange

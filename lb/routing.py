@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from itertools import count
 
-from cobrowse.ring import ClusterRing
+from cobrowse.sessions.ring import ClusterRing
 from lb.backends import Backend
 
 COOKIE = b"gcbSessionServer="

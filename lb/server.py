@@ -7,8 +7,8 @@ import logging
 import signal
 from pathlib import Path
 
-from cobrowse.config import ConfigError, load_cluster
-from cobrowse.settings import split_bind
+from cobrowse.config.loader import ConfigError, load_cluster
+from cobrowse.config.settings import split_bind
 from lb.client import ClientConnection
 from lb.router import Router
 

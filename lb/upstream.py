@@ -16,7 +16,7 @@ import httptools
 
 from lb.http import HeaderBlock, Response
 
-# Nodes close idle keep-alive connections after 5 s (cobrowse.node.KEEPALIVE_S): the router
+# Nodes close idle keep-alive connections after 5 s (cobrowse.ops.node.KEEPALIVE_S): the router
 # drops its own idle ones earlier, so that it never sends into a connection being closed.
 IDLE_TIMEOUT_S = 2.0
 MAX_IDLE_PER_NODE = 64

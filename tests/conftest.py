@@ -9,10 +9,10 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from cobrowse.app import create_app
-from cobrowse.config import parse_cluster
-from cobrowse.settings import ClusterConfig, NodeSettings
+from cobrowse.config.loader import parse_cluster
+from cobrowse.config.settings import ClusterConfig, NodeSettings
 from cobrowse.store.sqlite import SqliteSessionStore
+from cobrowse.web.app import create_app
 from tests.helpers import FakeClock
 
 ALLOWED = "http://localhost:8080"
@@ -43,7 +43,7 @@ bind = 127.0.0.1:8703
 
 def cluster_from(text: str, tmp_path: Path, **overrides: dict[str, str]) -> ClusterConfig:
     """Parse cluster-file text plus `section={option: value}` overrides (by environment)."""
-    from cobrowse.config import env_name
+    from cobrowse.config.loader import env_name
 
     environ = {
         env_name(section.replace("_", "-"), option): value

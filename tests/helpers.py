@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cobrowse.clusterfile import GeneratedNode, free_port, render_cluster_file
+from cobrowse.config.clusterfile import GeneratedNode, free_port, render_cluster_file
 
 REPO = Path(__file__).resolve().parents[1]
 COBROWSE = str(Path(sys.executable).with_name("cobrowse"))
@@ -187,7 +187,7 @@ def write_cluster(
 
 def start_node(config: Path, name: str, log_dir: Path, *args: str) -> Process:
     """Start `cobrowse node` for `name` and return it once its /health answers 200."""
-    from cobrowse.config import load_cluster
+    from cobrowse.config.loader import load_cluster
 
     spec = load_cluster(config).node(name)
     process = Process(
@@ -211,8 +211,8 @@ class RunningCluster:
     def __init__(
         self, directory: Path, nodes: int = 3, workers: int = 2, **sections: dict[str, str]
     ):
-        from cobrowse.cluster import LocalCluster, cluster_parts
-        from cobrowse.config import load_cluster
+        from cobrowse.config.loader import load_cluster
+        from cobrowse.ops.cluster import LocalCluster, cluster_parts
 
         self.directory = directory
         self.config_path = write_cluster(

@@ -9,9 +9,9 @@ import random
 import falcon.testing
 import pytest
 
-from cobrowse.accesslog import AccessLog
-from cobrowse.app import create_app
+from cobrowse.observe.accesslog import AccessLog
 from cobrowse.store.sqlite import SqliteSessionStore
+from cobrowse.web.app import create_app
 
 LIVE = "/cobrowse/rest/live"
 HOSTILE = [

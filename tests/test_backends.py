@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cobrowse.settings import NodeSpec
+from cobrowse.config.settings import NodeSpec
 from lb.backends import Backend, CheckResult, State
 
 

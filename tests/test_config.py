@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cobrowse.cli import main
-from cobrowse.config import ConfigError, env_name, load_cluster, parse_cluster
+from cobrowse.config.loader import ConfigError, env_name, load_cluster, parse_cluster
 from tests.conftest import BASE_CLUSTER
 from tests.helpers import REPO
 

@@ -15,8 +15,8 @@ import pytest
 from cobrowse.cli import build_parser
 from cobrowse.commands import node as node_command
 from cobrowse.commands import router as router_command
-from cobrowse.config import CONFIG_ENV, NODE_ENV, load_cluster
-from cobrowse.node import gunicorn_options
+from cobrowse.config.loader import CONFIG_ENV, NODE_ENV, load_cluster
+from cobrowse.ops.node import gunicorn_options
 from tests.helpers import COBROWSE, REPO, write_cluster
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -36,7 +36,7 @@ def print_config(config: Path | None, node: str | None) -> subprocess.CompletedP
             "--print-config",
             "-c",
             str(REPO / "deploy" / "gunicorn.conf.py"),
-            "cobrowse.app:get_app()",
+            "cobrowse.web.app:get_app()",
         ],
         check=False,
         capture_output=True,

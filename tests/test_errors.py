@@ -7,8 +7,8 @@ import logging
 import falcon.testing
 import pytest
 
-from cobrowse.app import create_app
 from cobrowse.store.sqlite import SqliteSessionStore
+from cobrowse.web.app import create_app
 
 LIVE = "/cobrowse/rest/live"
 

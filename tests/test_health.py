@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import falcon.testing
 
-from cobrowse.app import create_app
 from cobrowse.store import StoreUnavailableError
 from cobrowse.store.sqlite import SqliteSessionStore
+from cobrowse.web.app import create_app
 
 HEALTH = "/cobrowse/health"
 

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from cobrowse.cli import main
-from cobrowse.config import ConfigError, parse_cluster
-from cobrowse.lbconfig.haproxy import render_haproxy
-from cobrowse.lbconfig.haproxy_stats import parse_stat
+from cobrowse.config.loader import ConfigError, parse_cluster
+from cobrowse.ops.lbconfig.haproxy import render_haproxy
+from cobrowse.ops.lbconfig.haproxy_stats import parse_stat
 from tests.conftest import BASE_CLUSTER, cluster_from
 from tests.helpers import REPO
 

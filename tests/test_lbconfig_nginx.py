@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from cobrowse.cli import main
-from cobrowse.lbconfig.nginx import render_nginx
+from cobrowse.ops.lbconfig.nginx import render_nginx
 from tests.conftest import BASE_CLUSTER, cluster_from
 from tests.helpers import REPO
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import cobrowse.loadtest
+import cobrowse.loadtest.runner
 from cobrowse.cli import build_parser, main
-from cobrowse.config import load_cluster
-from cobrowse.loadtest import (
+from cobrowse.config.loader import load_cluster
+from cobrowse.loadtest.runner import (
     LoadTestOptions,
     locust_argv,
     results_dir,
@@ -28,7 +28,7 @@ def started(monkeypatch):
         captured.append(options)
         return 7
 
-    monkeypatch.setattr(cobrowse.loadtest, "run_loadtest", fake_run)
+    monkeypatch.setattr(cobrowse.loadtest.runner, "run_loadtest", fake_run)
     return captured
 
 

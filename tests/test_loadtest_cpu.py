@@ -7,7 +7,13 @@ import shutil
 
 import pytest
 
-from cobrowse.cpushare import CpuSampler, CpuShare, machine_ticks, parse_stat, read_processes
+from cobrowse.loadtest.cpushare import (
+    CpuSampler,
+    CpuShare,
+    machine_ticks,
+    parse_stat,
+    read_processes,
+)
 
 
 def stat_line(pid: int, name: str, group: int, user: int, system: int) -> str:

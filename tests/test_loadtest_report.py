@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cobrowse.cpushare import CpuShare
-from cobrowse.locuststats import (
+from cobrowse.loadtest.cpushare import CpuShare
+from cobrowse.loadtest.locuststats import (
     Outcome,
     Rate,
     RequestStats,

@@ -10,13 +10,13 @@ import falcon.inspect
 import jsonschema_rs
 import pytest
 
-from cobrowse.openapi import (
+from cobrowse.sessions.ring import ClusterRing
+from cobrowse.web.openapi import (
     EXAMPLE_SESSION_TOKEN,
     EXAMPLE_USER_TOKEN,
     ROUTER_TAG,
     build_document,
 )
-from cobrowse.ring import ClusterRing
 from lb.admin import ENDPOINTS, METHODS
 from tests.conftest import ALLOWED
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cobrowse.origins import OriginPolicy, OriginSyntaxError, parse_origin
+from cobrowse.config.origins import OriginPolicy, OriginSyntaxError, parse_origin
 
 
 def test_vendor_filter_example_parses():

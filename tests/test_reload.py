@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from cobrowse.config import ConfigError, ConfigProblem
-from cobrowse.reload import ReloadableSettings, reload_problems
+from cobrowse.config.loader import ConfigError, ConfigProblem
+from cobrowse.ops.reload import ReloadableSettings, reload_problems
 from tests.conftest import BASE_CLUSTER
 
 MORE_ORIGINS = BASE_CLUSTER.replace(

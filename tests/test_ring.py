@@ -7,9 +7,9 @@ import random
 import pytest
 from uhashring import HashRing
 
-from cobrowse.ring import ClusterRing
-from cobrowse.settings import NodeSpec
-from cobrowse.tokens import TokenIssuer
+from cobrowse.config.settings import NodeSpec
+from cobrowse.sessions.ring import ClusterRing
+from cobrowse.sessions.tokens import TokenIssuer
 
 
 def nodes(count: int, epoch: int = 0, start: int = 1) -> list[NodeSpec]:

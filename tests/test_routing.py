@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from cobrowse.ring import ClusterRing
-from cobrowse.settings import NodeSpec, RouterSettings
-from cobrowse.tokens import TokenIssuer
+from cobrowse.config.settings import NodeSpec, RouterSettings
+from cobrowse.sessions.ring import ClusterRing
+from cobrowse.sessions.tokens import TokenIssuer
 from lb.backends import CheckResult, backends_for
 from lb.routing import RoutingTable, Rule, UnavailableError, sticky_cookie_values
 

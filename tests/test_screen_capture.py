@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cobrowse.screencapture import TRANSITIONS
+from cobrowse.sessions.screencapture import TRANSITIONS
 from tests.conftest import ALLOWED
 
 LIVE = "/cobrowse/rest/live"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cobrowse.ring import ClusterRing
+from cobrowse.sessions.ring import ClusterRing
 from tests.conftest import ALLOWED
 
 LIVE = "/cobrowse/rest/live"

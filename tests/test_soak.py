@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cobrowse.soak import RssSampler, format_soak, group_rss_bytes, p99_by_minute
+from cobrowse.loadtest.soak import RssSampler, format_soak, group_rss_bytes, p99_by_minute
 
 HEADER = (
     "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,"

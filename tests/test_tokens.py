@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from cobrowse.ring import ClusterRing
-from cobrowse.settings import NodeSpec
-from cobrowse.tokens import SESSION_TOKEN, USER_TOKEN, TokenIssuer
+from cobrowse.config.settings import NodeSpec
+from cobrowse.sessions.ring import ClusterRing
+from cobrowse.sessions.tokens import SESSION_TOKEN, USER_TOKEN, TokenIssuer
 
 NODES = [NodeSpec(name=f"n{i}", bind=f"127.0.0.1:{9000 + i}", data_dir=None) for i in range(3)]  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ import pytest
 from gunicorn.http import errors as http_errors
 
 from cobrowse.errors import RequestTimeoutError
-from cobrowse.workers import DeadlineSocket, error_answer, json_error_bytes
+from cobrowse.ops.workers import DeadlineSocket, error_answer, json_error_bytes
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from cobrowse.config import ConfigError, load_cluster
-from cobrowse.settings import ClusterConfig
+from cobrowse.config.loader import ConfigError, load_cluster
+from cobrowse.config.settings import ClusterConfig
 
 
 def load_or_exit(path: str) -> ClusterConfig:

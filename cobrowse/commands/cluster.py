@@ -10,7 +10,7 @@ from cobrowse.commands import load_or_exit
 
 def run(args: argparse.Namespace) -> int:
     """Run a whole local cluster: the nodes and the load balancer, until Ctrl-C."""
-    from cobrowse.cluster import generate_cluster, run_cluster
+    from cobrowse.ops.cluster import generate_cluster, run_cluster
 
     data_dir = Path(args.data_dir)
     if args.config:

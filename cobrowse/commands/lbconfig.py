@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cobrowse.commands import load_or_exit
-from cobrowse.lbconfig.haproxy import DEFAULT_STATS_SOCKET, DEFAULT_USER
+from cobrowse.ops.lbconfig.haproxy import DEFAULT_STATS_SOCKET, DEFAULT_USER
 
 
 def _command(name: str, args: argparse.Namespace, options: list[tuple[str, str | None]]) -> str:
@@ -31,7 +31,7 @@ def _write(text: str, output: str | None) -> None:
 
 def haproxy_config(args: argparse.Namespace) -> int:
     """Write haproxy.cfg for the cluster file."""
-    from cobrowse.lbconfig.haproxy import render_haproxy
+    from cobrowse.ops.lbconfig.haproxy import render_haproxy
 
     config = load_or_exit(args.config)
     stats_socket = args.stats_socket or DEFAULT_STATS_SOCKET
@@ -48,7 +48,7 @@ def haproxy_config(args: argparse.Namespace) -> int:
 
 def nginx_config(args: argparse.Namespace) -> int:
     """Write nginx.conf for the cluster file."""
-    from cobrowse.lbconfig.nginx import render_nginx
+    from cobrowse.ops.lbconfig.nginx import render_nginx
 
     config = load_or_exit(args.config)
     names = {node.name for node in config.nodes}

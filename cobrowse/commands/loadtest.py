@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _duration(text: str) -> str:
-    from cobrowse.loadtest import timespan_s
+    from cobrowse.loadtest.runner import timespan_s
 
     try:
         timespan_s(text)
@@ -18,7 +18,7 @@ def _duration(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load-test a local cluster with the Locust scenarios; exit non-zero when an SLO is missed."""
-    from cobrowse.loadtest import LoadTestOptions, run_loadtest
+    from cobrowse.loadtest.runner import LoadTestOptions, run_loadtest
 
     extra = list(args.locust_args)
     if extra[:1] == ["--"]:
@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
 def soak(args: argparse.Namespace) -> int:
     """Hold moderate load on a local cluster for a long time; report RSS, errors, p99 trend."""
-    from cobrowse.loadtest import LoadTestOptions
-    from cobrowse.soak import run_soak
+    from cobrowse.loadtest.runner import LoadTestOptions
+    from cobrowse.loadtest.soak import run_soak
 
     return run_soak(
         LoadTestOptions(

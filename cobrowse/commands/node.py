@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from cobrowse.commands import load_or_exit
-from cobrowse.settings import ClusterConfig, NodeSettings
+from cobrowse.config.settings import ClusterConfig, NodeSettings
 
 
 def _node_settings(config: ClusterConfig, path: str, name: str) -> NodeSettings:
@@ -20,8 +20,8 @@ def _node_settings(config: ClusterConfig, path: str, name: str) -> NodeSettings:
 
 def run(args: argparse.Namespace) -> int:
     """Run one node of the cluster under Gunicorn."""
-    from cobrowse.config import load_cluster
-    from cobrowse.node import run_node
+    from cobrowse.config.loader import load_cluster
+    from cobrowse.ops.node import run_node
 
     settings = _node_settings(load_or_exit(args.config), args.config, args.name)
     overrides = {"workers": args.workers} if args.workers else None

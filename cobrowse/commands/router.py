@@ -10,7 +10,7 @@ from cobrowse.commands import load_or_exit
 
 def run(args: argparse.Namespace) -> int:
     """Run the router in front of the cluster's nodes."""
-    from cobrowse.logs import configure_logging
+    from cobrowse.observe.logs import configure_logging
     from lb.server import run_router
 
     config = load_or_exit(args.config)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from cobrowse.config import load_cluster
+from cobrowse.config.loader import load_cluster
 from tests.helpers import COBROWSE, Process, wait_until, wait_until_responds, write_cluster
 
 pytestmark = pytest.mark.bad_input
@@ -33,8 +33,8 @@ ERROR_FIELDS = {"errorMessage", "request", "node", "screen-capture"}
 # `cobrowse node` with a shorter Gunicorn timeout, so that a trickling client is cut off quickly.
 LAUNCH_NODE = (
     "import sys\n"
-    "from cobrowse.config import load_cluster\n"
-    "from cobrowse.node import run_node\n"
+    "from cobrowse.config.loader import load_cluster\n"
+    "from cobrowse.ops.node import run_node\n"
     "run_node(load_cluster(sys.argv[1]).node_settings(sys.argv[2]), {'timeout': int(sys.argv[3])})"
 )
 
@@ -557,7 +557,7 @@ class Trickle:
 def serve_others_while(trickle: Trickle, base: str, reliability) -> list[float]:
     """Create sessions on fresh connections until the trickle ends; return their latencies."""
     # Others come while the slow client is under way: a worker stops accepting connections once
-    # its thread has been held up for 0.1 s (cobrowse.workers.HELD_UP_S).
+    # its thread has been held up for 0.1 s (cobrowse.ops.workers.HELD_UP_S).
     time.sleep(0.3)
     latencies = []
     while trickle.thread.is_alive():

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from cobrowse.config import load_cluster
+from cobrowse.config.loader import load_cluster
 from tests.helpers import (
     COBROWSE,
     Process,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from cobrowse.cluster import LocalCluster, Part, cluster_parts
-from cobrowse.clusterfile import free_port
-from cobrowse.config import load_cluster
-from cobrowse.lbconfig.haproxy_stats import server_states
-from cobrowse.settings import ClusterConfig
+from cobrowse.config.clusterfile import free_port
+from cobrowse.config.loader import load_cluster
+from cobrowse.config.settings import ClusterConfig
+from cobrowse.ops.cluster import LocalCluster, Part, cluster_parts
+from cobrowse.ops.lbconfig.haproxy_stats import server_states
 from tests.helpers import children_of, wait_until, write_cluster
 from tests.integration.lb_client import ORIGIN, create, create_on, get
 

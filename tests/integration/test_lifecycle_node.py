@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from cobrowse.config import load_cluster
+from cobrowse.config.loader import load_cluster
 from tests.helpers import start_node, wait_until, write_cluster
 
 ORIGIN = {"Origin": "http://localhost:8080"}

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from cobrowse.cluster import LocalCluster, Part, cluster_parts, health_status
-from cobrowse.config import load_cluster
-from cobrowse.lbconfig.nginx import render_nginx
-from cobrowse.settings import ClusterConfig
+from cobrowse.config.loader import load_cluster
+from cobrowse.config.settings import ClusterConfig
+from cobrowse.ops.cluster import LocalCluster, Part, cluster_parts, health_status
+from cobrowse.ops.lbconfig.nginx import render_nginx
 from tests.helpers import children_of, wait_until, wait_until_responds, write_cluster
 from tests.integration.lb_client import ORIGIN, create, create_on, get
 

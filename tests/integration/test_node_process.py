@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from cobrowse.config import load_cluster
+from cobrowse.config.loader import load_cluster
 from tests.helpers import children_of, start_node, write_cluster
 
 ORIGIN = {"Origin": "http://localhost:8080"}

@@ -6,7 +6,7 @@ import signal
 
 import requests
 
-from cobrowse.config import load_cluster
+from cobrowse.config.loader import load_cluster
 from tests.helpers import children_of, start_node, wait_until, write_cluster
 
 OLD_ORIGIN = "http://localhost:8080"

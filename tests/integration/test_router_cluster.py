@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from cobrowse.clusterfile import free_port
+from cobrowse.config.clusterfile import free_port
 from tests.helpers import (
     RunningCluster,
     children_of,

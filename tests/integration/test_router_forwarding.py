@@ -8,7 +8,7 @@ import socket
 import pytest
 import requests
 
-from cobrowse.clusterfile import GeneratedNode, free_port
+from cobrowse.config.clusterfile import GeneratedNode, free_port
 from tests.echo_upstream import EchoServer
 from tests.helpers import COBROWSE, Process, wait_until, wait_until_responds, write_cluster
 

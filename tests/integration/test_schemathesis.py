@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cobrowse.config import load_cluster
+from cobrowse.config.loader import load_cluster
 from tests.helpers import start_node, write_cluster
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))

@@ -1,0 +1,1 @@
+"""Settings: the cluster file, read and validated in one place."""

@@ -1,0 +1,220 @@
+"""Typed settings: what the cluster file says, as immutable objects.
+
+Nothing here reads files or the environment; `cobrowse.config.loader` does that and builds these.
+Option names in the docstrings are the cluster-file names (`[section] option`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cobrowse.config.origins import OriginPolicy
+
+DEFAULT_CONTEXT_PATH = "/cobrowse"
+# uhashring defaults to 160 points per node, which leaves nodes up to ~18% off an even share;
+# 1000 keeps them within a few percent at the cost of a few milliseconds to build the ring.
+DEFAULT_VNODES = 1000
+MAX_RING_EPOCH = 8  # the epoch is the first token digit minus one, so 0..8
+# Ownership of the directory made under it is checked before use (cobrowse.observe.metrics).
+SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One `[node:<name>]` section: where a node listens and its place in the ring."""
+
+    name: str
+    bind: str
+    data_dir: Path
+    server_url: str | None = None
+    workers: int = 2
+    threads: int = 1
+    weight: int = 1
+    vnodes: int = DEFAULT_VNODES
+    ring_epoch: int = 0
+    backup: bool = False
+
+    @property
+    def host(self) -> str:
+        return split_bind(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        return split_bind(self.bind)[1]
+
+    @property
+    def base_url(self) -> str:
+        """Return the node's direct URL origin, e.g. `http://127.0.0.1:8701`."""
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """`[session]`: lifetimes of live sessions and of their history."""
+
+    inactivity_timeout: float = 60.0  # inactivityTimeout, seconds
+    retention: float = 86400.0  # retention: seconds an ended session stays as history
+    purge_interval: float = 60.0  # purgeInterval: seconds between history purges per worker
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """`[security] rateLimit*`: fixed one-minute windows with a quarantine delay."""
+
+    default_per_minute: int = 0  # rateLimit; 0 = unlimited
+    per_operation: dict[str, int] = field(default_factory=dict)  # rateLimit.<operation>
+    quarantine_delay: float = 30.0  # rateLimitQuarantineDelay; 0 = forever
+
+    def limit_for(self, operation: str) -> int:
+        """Return the per-minute limit of `operation` (0 means unlimited)."""
+        return self.per_operation.get(operation, self.default_per_minute)
+
+    @property
+    def enabled(self) -> bool:
+        return self.default_per_minute > 0 or any(self.per_operation.values())
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """`[security]`: trusted proxies, body limits and rate limits."""
+
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # trustedProxies
+    max_body_size: int = 64 * 1024  # maxBodySize, bytes
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """`[logging]`: level and format of every process's logs."""
+
+    level: str = "INFO"
+    format: str = "json"  # json | text
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """`[metrics]`: the Prometheus endpoints, `<context>/metrics` and the router's `/lb/metrics`."""
+
+    enabled: bool = True
+    # directory: where Gunicorn workers keep their metric files (prometheus-client's
+    # multiprocess mode); default: a per-node directory in /dev/shm (see metrics_directory).
+    directory: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """`[lb]`: the router's listener, health checks and timeouts."""
+
+    bind: str = "127.0.0.1:8700"
+    check_interval: float = 1.0  # checkInterval (HAProxy `inter`)
+    check_timeout: float = 1.0  # checkTimeout (HAProxy `timeout check`)
+    check_fall: int = 2  # checkFall
+    check_rise: int = 2  # checkRise
+    connect_timeout: float = 1.0  # connectTimeout
+    server_timeout: float = 30.0  # serverTimeout: upstream response deadline, then 504
+    client_timeout: float = 30.0  # clientTimeout: idle or slow client deadline
+    max_body_size: int = 64 * 1024  # maxBodySize, bytes (413 above)
+    retry_after: int = 5  # retryAfter: seconds advertised with 503
+    # statsBind: where HAProxy serves its stats page (generated configs); the router ignores it.
+    stats_bind: str = "127.0.0.1:8404"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """The whole cluster file, validated."""
+
+    url: str
+    nodes: tuple[NodeSpec, ...]
+    origins: OriginPolicy
+    session: SessionSettings = field(default_factory=SessionSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    # shutdownDelay: seconds a node answers 503 on /health after SIGTERM before it stops; by
+    # default long enough for the load balancers' checks to notice (inter x fall + timeout).
+    shutdown_delay_option: float | None = None
+    source: Path | None = None
+
+    @property
+    def shutdown_delay(self) -> float:
+        """Return the not-ready period between SIGTERM and a node's graceful stop, in seconds."""
+        if self.shutdown_delay_option is not None:
+            return self.shutdown_delay_option
+        router = self.router
+        return router.check_interval * router.check_fall + router.check_timeout
+
+    @property
+    def context_path(self) -> str:
+        """Return the application path of `[cluster] url`, e.g. `/cobrowse`."""
+        return context_path_of(self.url)
+
+    def node(self, name: str) -> NodeSpec:
+        """Return the node called `name`, or raise KeyError."""
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def node_settings(self, name: str) -> NodeSettings:
+        """Return the settings of one node process."""
+        return NodeSettings(cluster=self, node=self.node(name))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Everything one node process needs: its own section and the cluster it belongs to."""
+
+    cluster: ClusterConfig
+    node: NodeSpec
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def context_path(self) -> str:
+        return self.cluster.context_path
+
+    @property
+    def database_path(self) -> Path:
+        return self.node.data_dir / f"{self.node.name}.db"
+
+    @property
+    def metrics_directory(self) -> Path:
+        """Return the node's prometheus-client multiprocess directory.
+
+        Not in the data directory: the metric files are memory-mapped and grown sparse, so on a
+        full data disk a worker writing a metric would die of SIGBUS. /dev/shm is memory.
+        """
+        configured = self.cluster.metrics.directory
+        if configured is not None:
+            return configured / self.node.name
+        digest = hashlib.sha256(str(self.node.data_dir).encode()).hexdigest()[:12]
+        base = SHARED_MEMORY if SHARED_MEMORY.is_dir() else Path(tempfile.gettempdir())
+        return base / "cobrowse-metrics" / f"{self.node.name}-{digest}"
+
+
+def context_path_of(url: str) -> str:
+    """Return the path part of a cluster or server URL, without a trailing slash."""
+    path = urlsplit(url).path.rstrip("/")
+    return path or DEFAULT_CONTEXT_PATH
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """Split `host:port` (or `[v6]:port`) into its parts; raise ValueError when malformed."""
+    host, sep, port_text = bind.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {bind!r}")
+    host = host.removeprefix("[").removesuffix("]")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port out of range in {bind!r}")
+    return host, port

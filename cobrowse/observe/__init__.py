@@ -1,0 +1,1 @@
+"""Observation shared by nodes and the router: metrics, access logs, process logs."""

@@ -1,0 +1,170 @@
+"""Prometheus metrics of a node, exact across Gunicorn workers.
+
+Under Gunicorn, `cobrowse.ops.node` points `PROMETHEUS_MULTIPROC_DIR` at a per-node directory
+(emptied at start) before any worker imports prometheus_client, and removes a dead worker's
+files from `child_exit`: each worker counts into its own file, and a scrape sums them. Without
+that variable (tests, `create_app` on its own) the metrics live in a registry of their own.
+
+Labels never hold a token: routes are Falcon's URI templates.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cobrowse.clock import Clock
+from cobrowse.store import SessionStore
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class SessionEvents(Protocol):
+    """What the session rules report: creations and endings."""
+
+    def created(self) -> None: ...
+
+    def stopped(self, reason: str, count: int = 1) -> None: ...
+
+
+class HttpObserver(Protocol):
+    """What the HTTP layer reports: one finished request."""
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None: ...
+
+
+class NoMetrics:
+    """Metrics switched off (`[metrics] enabled = false`)."""
+
+    enabled = False
+
+    def created(self) -> None:
+        pass
+
+    def stopped(self, reason: str, count: int = 1) -> None:
+        pass
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        pass
+
+
+class NodeMetrics:
+    """The node's counters and histograms, and the scrape that reads them."""
+
+    enabled = True
+
+    def __init__(self, store: SessionStore, clock: Clock) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV)
+        # In multiprocess mode values go to per-process files; a registry would only hide them.
+        self.registry = None if self.multiprocess_dir else CollectorRegistry()
+        self.sessions_created = Counter(
+            "cobrowse_sessions_created", "Sessions created on this node.", registry=self.registry
+        )
+        self.sessions_stopped = Counter(
+            "cobrowse_sessions_stopped",
+            "Sessions ended on this node, by Stop Session or by inactivity.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "cobrowse_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "cobrowse_http_request_duration_seconds",
+            "Time to answer HTTP requests, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # prometheus_client's labels() validates and builds its key on every call: keep the
+        # labelled children, as there are few routes, methods and statuses.
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._duration_children: dict[str, Any] = {}
+        self.live = LiveSessionsCollector(store, clock)
+        if self.registry is not None:
+            self.registry.register(self.live)
+
+    def created(self) -> None:
+        self.sessions_created.inc()
+
+    def stopped(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.sessions_stopped.labels(reason).inc(count)
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in KNOWN_METHODS else "OTHER"
+        key = (route, method, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.http_requests.labels(
+                route, method, str(status)
+            )
+        counter.inc()
+        histogram = self._duration_children.get(route)
+        if histogram is None:
+            histogram = self._duration_children[route] = self.http_duration.labels(route)
+        histogram.observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """Return the text exposition of every worker's metrics, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        if self.registry is not None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()  # a fresh one per scrape, as prometheus_client advises
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(self.live)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class LiveSessionsCollector:
+    """`cobrowse_sessions_live`, read from the store at scrape time: the same for every worker."""
+
+    def __init__(self, store: SessionStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            "cobrowse_sessions_live",
+            "Live sessions hosted on this node.",
+            value=self.store.live_count(self.clock.now_ms()),
+        )
+
+
+def prepare_multiprocess_dir(directory: str) -> None:
+    """Empty (or create) the directory and point prometheus_client at it: call before forking.
+
+    It usually lives in a world-writable place (/dev/shm): refuse one that another user made.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{directory} is not a directory of this user: set [metrics] directory")
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+    os.environ[MULTIPROC_ENV] = directory
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Forget a dead worker's live gauges (Gunicorn's `child_exit`); its counters stay summed."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

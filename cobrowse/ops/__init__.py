@@ -1,0 +1,1 @@
+"""Running things: the node under Gunicorn, the local cluster, reloads, LB configs."""

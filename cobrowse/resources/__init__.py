@@ -1,1 +1,0 @@
-"""Falcon resources: small classes whose collaborators are injected by `cobrowse.app`."""

@@ -1,0 +1,1 @@
+"""Session rules, tokens and the ring, independent of HTTP."""

@@ -1,0 +1,1 @@
+"""Falcon resources: small classes whose collaborators are injected by `cobrowse.web.app`."""

@@ -1,0 +1,96 @@
+"""`<context>/health`: 200 ready, 404 draining, 503 not ready (ARCHITECTURE invariant 4)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import ClassVar
+
+import falcon
+
+from cobrowse.clock import Clock
+from cobrowse.sessions.service import Sweeper
+from cobrowse.store import SessionStore, StoreUnavailableError
+from cobrowse.web.cors import Operation
+
+HEALTH = Operation("health")
+LIVE_SESSIONS_HEADER = "X-Cobrowse-Live-Sessions"
+
+
+class StoreProbe:
+    """Check the store from health: does it take writes (each second), how many live (each 5 s).
+
+    Counting live sessions reads every live row; the status page does not need it fresher.
+    """
+
+    write_interval_s = 1.0
+    count_interval_s = 5.0
+
+    def __init__(self, store: SessionStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.written_at = -self.write_interval_s
+        self.counted_at = -self.count_interval_s
+        self.writable = True
+        self.live_sessions = 0
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        try:
+            if now - self.written_at >= self.write_interval_s:
+                self.written_at = now
+                self.store.check_writable()
+                self.writable = True
+            if now - self.counted_at >= self.count_interval_s:
+                self.counted_at = now
+                self.live_sessions = self.store.live_count(self.clock.now_ms())
+        except StoreUnavailableError:
+            # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
+            self.writable = False
+
+
+class HealthResource:
+    """Answer load-balancer probes cheaply: one indexed read, plus a write once a second."""
+
+    # Browsers may check health cross-origin before showing the co-browse button; load
+    # balancers send no Origin and are never refused.
+    operations: ClassVar[dict[str, Operation]] = {"GET": HEALTH, "HEAD": HEALTH}
+
+    def __init__(self, store: SessionStore, sweeper: Sweeper, clock: Clock) -> None:
+        self.store = store
+        self.sweeper = sweeper
+        self.probe = StoreProbe(store, clock)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            state = self.store.node_state()
+        except StoreUnavailableError:
+            self._refuse(resp, falcon.HTTP_503, "The session store is unavailable.")
+            return
+        if state.stopping:
+            self._refuse(resp, falcon.HTTP_503, "The node is shutting down.")
+            return
+        self.probe.refresh()
+        if not self.probe.writable:
+            self._refuse(resp, falcon.HTTP_503, "The session store does not accept writes.")
+        elif state.draining:
+            # HAProxy's `http-check disable-on-404`: no new sessions, sticky traffic continues.
+            self._refuse(resp, falcon.HTTP_404, "The node is draining.")
+        else:
+            resp.status = falcon.HTTP_200
+            resp.text = ""
+            # For the router's status page.
+            resp.set_header(LIVE_SESSIONS_HEADER, str(self.probe.live_sessions))
+            # Load balancers probe every second: a cheap place to keep history tidy too.
+            try:
+                self.sweeper.maybe_sweep()
+            except StoreUnavailableError:
+                self._refuse(resp, falcon.HTTP_503, "The session store is unavailable.")
+
+    on_head = on_get
+
+    @staticmethod
+    def _refuse(resp: falcon.Response, status: str, message: str) -> None:
+        resp.status = status
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps({"errorMessage": message})
