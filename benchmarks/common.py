@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,7 +60,11 @@ class WrkResult:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One thing to measure: a URL and an optional wrk script, which may differ per round."""
+    """One thing to measure: a URL and an optional wrk script, which may differ per round.
+
+    A script made per round is made right before its measurement, outside the CPU metering: it
+    may prepare what the round needs (sessions of its own).
+    """
 
     label: str
     url: str
@@ -67,6 +72,9 @@ class Scenario:
     # The process group of the server that answers: its CPU time per request is reported too.
     # Unlike throughput, it does not drop when the host steals the CPU from the whole VM.
     cpu_group: int | None = None
+    # Entered right before each measurement and left right after it (outside the CPU metering):
+    # to read the server's own metrics around exactly the time wrk ran.
+    around: Callable[[], AbstractContextManager[object]] | None = None
 
     def script_for(self, round_index: int) -> str | None:
         if callable(self.script):
@@ -88,15 +96,15 @@ class Summary:
     cpu_us: float | None = None  # median server CPU per request
     cpu_ratio: float | None = None  # median of baseline CPU per request / this scenario's
 
-    def row(self) -> str:
+    def row(self, width: int = 26) -> str:
         ratio = f"{self.ratio:6.2f}x" if self.ratio is not None else "   base"
         cpu = ""
         if self.cpu_us is not None:
             cpu_ratio = f"{self.cpu_ratio:5.2f}x" if self.cpu_ratio is not None else " base"
             cpu = f"  cpu {self.cpu_us:6.0f} µs/req {cpu_ratio}"
         return (
-            f"{self.label:<26} {self.requests_per_s:>8.0f} req/s {ratio}  p50 {self.p50_ms:7.2f} ms"
-            f"  p99 {self.p99_ms:7.2f} ms  errors {self.errors}{cpu}"
+            f"{self.label:<{width}} {self.requests_per_s:>8.0f} req/s {ratio}"
+            f"  p50 {self.p50_ms:7.2f} ms  p99 {self.p99_ms:7.2f} ms  errors {self.errors}{cpu}"
         )
 
 
@@ -118,17 +126,19 @@ def interleaved_rounds(
     cpu_ratios: dict[str, list[float]] = {s.label: [] for s in scenarios}
 
     def measure(scenario: Scenario, round_index: int) -> WrkResult:
-        cpu_before = group_cpu_seconds(scenario.cpu_group) if scenario.cpu_group else 0.0
-        result = run_wrk(
-            scenario.label,
-            scenario.url,
-            duration=duration,
-            connections=connections,
-            script=scenario.script_for(round_index),
-        )
-        if scenario.cpu_group is None or not result.requests:
-            return result
-        used = group_cpu_seconds(scenario.cpu_group) - cpu_before
+        with scenario.around() if scenario.around else nullcontext():
+            script = scenario.script_for(round_index)  # may prepare data: not metered
+            cpu_before = group_cpu_seconds(scenario.cpu_group) if scenario.cpu_group else 0.0
+            result = run_wrk(
+                scenario.label,
+                scenario.url,
+                duration=duration,
+                connections=connections,
+                script=script,
+            )
+            if scenario.cpu_group is None or not result.requests:
+                return result
+            used = group_cpu_seconds(scenario.cpu_group) - cpu_before
         return replace(result, server_cpu_us=used / result.requests * 1e6)
 
     for round_index in range(rounds):
@@ -174,6 +184,17 @@ def group_cpu_seconds(group: int) -> float:
     """Return the user+system CPU seconds used so far by the live processes of a process group."""
     ticks = sum(reading.ticks for reading in read_processes() if reading.group == group)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpus_busy_seconds(cpus: set[int]) -> float:
+    """Return the CPU seconds `cpus` have spent busy (neither idle nor waiting), from /proc/stat."""
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(value) for value in fields[:8]]
+            busy += sum(values) - values[3] - values[4]  # less idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -276,6 +297,7 @@ class Server:
         env: dict[str, str] | None = None,
         cpus: set[int] | None = None,
     ) -> None:
+        self.log_path = log
         self.log = log.open("wb")
         self.popen = subprocess.Popen(
             list(argv),
@@ -294,7 +316,11 @@ class Server:
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.popen.args} exited with {self.popen.returncode}")
+                self.log.flush()
+                tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
+                raise RuntimeError(
+                    f"{self.popen.args} exited with {self.popen.returncode}:\n" + "\n".join(tail)
+                )
             with (
                 contextlib.suppress(OSError, urllib.error.URLError),
                 urllib.request.urlopen(url, timeout=1),

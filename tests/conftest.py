@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import falcon.testing
@@ -11,9 +12,11 @@ import pytest
 
 from cobrowse.config.loader import parse_cluster
 from cobrowse.config.settings import ClusterConfig, NodeSettings
-from cobrowse.store.sqlite import SqliteSessionStore
 from cobrowse.web.app import create_app
 from tests.helpers import FakeClock
+from tests.redis_server import RedisServer
+
+BACKENDS = ("sqlite", "redis")
 
 ALLOWED = "http://localhost:8080"
 
@@ -58,13 +61,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the unit tests; each test keeps to a key prefix of its own."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The `[store]` section of a backend: every API test runs against both."""
+    if request.param == "sqlite":
+        return {"backend": "sqlite"}
+    server = request.getfixturevalue("redis_server")
+    return {"backend": "redis", "url": server.url, "prefix": f"test-{uuid.uuid4().hex}:"}
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., NodeSettings]:
-    """Return a factory: NodeSettings of node-1 in BASE_CLUSTER, with overrides."""
+def make_settings(tmp_path: Path, backend: dict[str, str]) -> Callable[..., NodeSettings]:
+    """Return a factory: NodeSettings of node-1 in BASE_CLUSTER, with overrides, on `backend`."""
 
     def make(
         node: str = "node-1", text: str = BASE_CLUSTER, **overrides: dict[str, str]
     ) -> NodeSettings:
+        overrides.setdefault("store", {})
+        overrides["store"] = {**backend, **overrides["store"]}
         return cluster_from(text, tmp_path, **overrides).node_settings(node)
 
     return make
@@ -74,12 +96,11 @@ def make_settings(tmp_path: Path) -> Callable[..., NodeSettings]:
 def make_client(
     make_settings: Callable[..., NodeSettings], clock: FakeClock
 ) -> Callable[..., falcon.testing.TestClient]:
-    """Return a factory of TestClients over a real SQLite store in tmp_path."""
+    """Return a factory of TestClients over a real store (SQLite in tmp_path, or Redis)."""
 
     def make(node: str = "node-1", **overrides: dict[str, str]) -> falcon.testing.TestClient:
         settings = make_settings(node, **overrides)
-        store = SqliteSessionStore.at(settings.database_path)
-        app = create_app(settings, store, clock=clock, random=random.Random(1234))
+        app = create_app(settings, clock=clock, random=random.Random(1234))
         return falcon.testing.TestClient(app)
 
     return make

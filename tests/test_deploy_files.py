@@ -57,7 +57,14 @@ def test_gunicorn_conf_loads_the_benchmarked_settings(tmp_path):
         if sep:
             printed[name.strip()] = value.strip()
     expected = gunicorn_options(load_cluster(config).node_settings("node-2"))
-    for name in ("workers", "threads", "worker_class", "keepalive", "timeout", "graceful_timeout"):
+    for name in (
+        "workers",
+        "worker_class",
+        "keepalive",
+        "timeout",
+        "graceful_timeout",
+        "max_requests",
+    ):
         assert printed[name] == str(expected[name]), name
     assert printed["workers"] == "3"
     assert printed["bind"] == repr(expected["bind"])

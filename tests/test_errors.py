@@ -60,7 +60,7 @@ def test_oversized_body_is_413(make_client):
 
 
 class ExplodingStore(SqliteSessionStore):
-    def get_live(self, session_token, now_ms):
+    async def get_live(self, session_token, now_ms):
         raise RuntimeError("secret internal detail")
 
 

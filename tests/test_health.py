@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import falcon.testing
 
 from cobrowse.store import StoreUnavailableError
@@ -22,16 +24,16 @@ def test_draining_is_404_and_stopping_is_503(make_settings):
     settings = make_settings()
     store = SqliteSessionStore.at(settings.database_path)
     client = falcon.testing.TestClient(create_app(settings, store))
-    store.set_node_state(draining=True)
+    asyncio.run(store.set_node_state(draining=True))
     assert client.simulate_get(HEALTH).status_code == 404
-    store.set_node_state(stopping=True)
+    asyncio.run(store.set_node_state(stopping=True))
     assert client.simulate_get(HEALTH).status_code == 503
-    store.set_node_state(draining=False, stopping=False)
+    asyncio.run(store.set_node_state(draining=False, stopping=False))
     assert client.simulate_get(HEALTH).status_code == 200
 
 
 class BrokenStore(SqliteSessionStore):
-    def node_state(self):
+    async def node_state(self):
         raise StoreUnavailableError("disk on fire")
 
 
@@ -58,7 +60,7 @@ def test_health_is_cors_controlled_for_browsers(client):
 
 
 class ReadOnlyStore(SqliteSessionStore):
-    def check_writable(self):
+    async def check_writable(self):
         raise StoreUnavailableError("attempt to write a readonly database")
 
 

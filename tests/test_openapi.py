@@ -11,13 +11,9 @@ import jsonschema_rs
 import pytest
 
 from cobrowse.sessions.ring import ClusterRing
-from cobrowse.web.openapi import (
-    EXAMPLE_SESSION_TOKEN,
-    EXAMPLE_USER_TOKEN,
-    ROUTER_TAG,
-    build_document,
-)
+from cobrowse.web.openapi import EXAMPLE_SESSION_TOKEN, EXAMPLE_USER_TOKEN, build_document
 from lb.admin import ENDPOINTS, METHODS
+from lb.openapi import build_router_document
 from tests.conftest import ALLOWED
 
 LIVE = "/cobrowse/rest/live"
@@ -34,16 +30,8 @@ def methods_of(path_item: dict[str, Any]) -> set[str]:
     return {method.upper() for method in path_item if method in HTTP_METHODS}
 
 
-def node_paths(document: dict[str, Any]) -> dict[str, set[str]]:
-    return {
-        placeholders(path): methods_of(item)
-        for path, item in document["paths"].items()
-        if ROUTER_TAG not in _tags(item)
-    }
-
-
-def _tags(path_item: dict[str, Any]) -> set[str]:
-    return {tag for method in methods_of(path_item) for tag in path_item[method.lower()]["tags"]}
+def documented_paths(document: dict[str, Any]) -> dict[str, set[str]]:
+    return {placeholders(path): methods_of(item) for path, item in document["paths"].items()}
 
 
 def routed_paths(client) -> dict[str, set[str]]:
@@ -80,20 +68,21 @@ def test_every_route_is_documented_and_every_documented_path_is_routed(
     client = make_client(**overrides)
     served = client.simulate_get(f"{context}/openapi.json")
     assert served.status_code == 200
-    documented = node_paths(served.json)
+    documented = documented_paths(served.json)
     assert all(path.startswith(f"{context}/") for path in documented)
     assert routed_paths(client) == documented
 
 
 def test_the_router_endpoints_are_documented_as_lb_admin_answers_them():
-    document = build_document()
-    router = {
-        path: methods_of(item)
-        for path, item in document["paths"].items()
-        if ROUTER_TAG in _tags(item)
-    }
     expected = {method.decode() for method in METHODS}
+    router = documented_paths(build_router_document("http://127.0.0.1:8700"))
     assert router == {path.decode(): expected for path in ENDPOINTS}
+
+
+def test_a_node_document_lists_no_router_endpoint(client):
+    # A node answers /health, /lb/... with 404: its document must not promise them.
+    paths = client.simulate_get("/cobrowse/openapi.json").json["paths"]
+    assert not [path for path in paths if path == "/health" or path.startswith("/lb/")]
 
 
 def test_a_node_serves_the_repository_document_with_its_own_settings(client):
@@ -102,10 +91,12 @@ def test_a_node_serves_the_repository_document_with_its_own_settings(client):
     assert served == build_document(example_origin=ALLOWED)
 
 
-def test_the_document_is_valid_openapi_and_every_reference_resolves():
+@pytest.mark.parametrize(
+    "document", [build_document(), build_router_document("http://127.0.0.1:8700")]
+)
+def test_the_document_is_valid_openapi_and_every_reference_resolves(document):
     import schemathesis  # slow to import: only here
 
-    document = build_document()
     schemathesis.openapi.from_dict(document).validate()
     for reference in re.findall(r'"\$ref": "#/([^"]+)"', json.dumps(document)):
         target: Any = document
@@ -218,7 +209,7 @@ def test_malformed_requests_conform(client, document):
     user = f"{LIVE}/users/{EXAMPLE_USER_TOKEN}"
     calls = [
         ("GET", SESSION, client.simulate_get(f"{LIVE}/sessions/12", headers={"Origin": ALLOWED})),
-        ("GET", STOP, client.simulate_get(f"{LIVE}/users/x/session/stop")),
+        ("GET", STOP, client.simulate_get(f"{LIVE}/users/x.y/session/stop")),
         (
             "POST",
             f"{LIVE}/sessions",
@@ -247,6 +238,7 @@ def test_malformed_requests_conform(client, document):
         assert_operation_conforms(document, method, path, result)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # a shared store serves them
 def test_tokens_hosted_elsewhere_conform(make_client, ring, document):
     client = make_client("node-1")
     for node, status in (("node-2", 307), ("node-3", 421)):

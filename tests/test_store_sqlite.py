@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import itertools
 import multiprocessing
+import os
 import sqlite3
 
 import pytest
@@ -26,7 +30,7 @@ def session(number: int, expires_in_ms: int = 60_000) -> Session:
 def _open_and_create(path: str, start, index: int) -> None:
     start.wait()
     store = SqliteSessionStore.at(__import__("pathlib").Path(path))
-    store.create(session(index))
+    asyncio.run(store.create(session(index)))
 
 
 def test_many_processes_migrate_the_same_new_database_at_once(tmp_path):
@@ -51,52 +55,98 @@ def test_many_processes_migrate_the_same_new_database_at_once(tmp_path):
     assert connection.execute("SELECT count(*) FROM sessions").fetchone()[0] == 8
 
 
-def test_a_live_token_cannot_be_taken_twice(tmp_path):
+async def test_a_live_token_cannot_be_taken_twice(tmp_path):
     store = SqliteSessionStore.at(tmp_path / "s.db")
-    store.create(session(1))
+    await store.create(session(1))
     clash = Session("100000001", "2" + "x" * 22, NOW, NOW + 1000)
     with pytest.raises(TokenConflictError):
-        store.create(clash)
+        await store.create(clash)
 
 
-def test_a_token_is_free_again_once_its_session_ended(tmp_path):
+async def test_a_token_is_free_again_once_its_session_ended(tmp_path):
     store = SqliteSessionStore.at(tmp_path / "s.db")
-    store.create(session(1))
-    store.stop(session(1).user_token, NOW + 10)
-    store.create(Session("100000001", "2" + "y" * 22, NOW + 20, NOW + 60_000))
-    assert store.get_live("100000001", NOW + 30).user_token == "2" + "y" * 22
+    await store.create(session(1))
+    await store.stop(session(1).user_token, NOW + 10)
+    await store.create(Session("100000001", "2" + "y" * 22, NOW + 20, NOW + 60_000))
+    assert (await store.get_live("100000001", NOW + 30)).user_token == "2" + "y" * 22
 
 
-def test_inactivity_ends_a_session_at_its_deadline(tmp_path):
+async def test_inactivity_ends_a_session_at_its_deadline(tmp_path):
     store = SqliteSessionStore.at(tmp_path / "s.db")
-    store.create(session(1, expires_in_ms=60_000))
-    assert store.get_live("100000001", NOW + 59_999) is not None
-    assert store.get_live("100000001", NOW + 60_000) is None
-    stopped = store.stop(session(1).user_token, NOW + 500_000)
+    await store.create(session(1, expires_in_ms=60_000))
+    assert await store.get_live("100000001", NOW + 59_999) is not None
+    assert await store.get_live("100000001", NOW + 60_000) is None
+    stopped = await store.stop(session(1).user_token, NOW + 500_000)
     assert stopped.session.deactivation_time == NOW + 60_000
     assert stopped.session.end_reason == "timeout"
 
 
-def test_sweep_ends_timed_out_sessions_and_purges_old_history(tmp_path):
+async def test_sweep_ends_timed_out_sessions_and_purges_old_history(tmp_path):
     store = SqliteSessionStore.at(tmp_path / "s.db")
-    store.create(session(1, expires_in_ms=1_000))  # will time out
-    store.create(session(2))
-    store.create(session(3))
-    store.stop(session(3).user_token, NOW + 10)  # ended, history
-    result = store.sweep(NOW + 2_000, retention_ms=10_000)
+    await store.create(session(1, expires_in_ms=1_000))  # will time out
+    await store.create(session(2))
+    await store.create(session(3))
+    await store.stop(session(3).user_token, NOW + 10)  # ended, history
+    result = await store.sweep(NOW + 2_000, retention_ms=10_000)
     assert (result.timed_out, result.purged) == (1, 0)
-    assert store.live_count(NOW + 2_000) == 1
-    result = store.sweep(NOW + 20_000, retention_ms=10_000)
+    assert await store.live_count(NOW + 2_000) == 1
+    result = await store.sweep(NOW + 20_000, retention_ms=10_000)
     assert result.purged == 2  # sessions 1 and 3 ended more than 10 s before
-    assert store.get_by_user_token(session(2).user_token) is not None
+    assert await store.get_by_user_token(session(2).user_token) is not None
 
 
-def test_node_state_switches(tmp_path):
+async def test_node_state_switches(tmp_path):
     store = SqliteSessionStore.at(tmp_path / "s.db")
-    assert not store.node_state().draining
-    store.set_node_state(draining=True)
+    assert not (await store.node_state()).draining
+    await store.set_node_state(draining=True)
     other = SqliteSessionStore.at(tmp_path / "s.db")  # another worker's view
-    assert other.node_state().draining
-    other.set_node_state(draining=False, stopping=True)
-    assert store.node_state().stopping
-    assert not store.node_state().draining
+    assert (await other.node_state()).draining
+    await other.set_node_state(draining=False, stopping=True)
+    assert (await store.node_state()).stopping
+    assert not (await store.node_state()).draining
+
+
+async def test_a_write_waits_for_another_process_without_stalling_the_loop(tmp_path):
+    """While another process holds the write lock, the loop keeps running; the write follows."""
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    await store.open()
+    # Another open file description of the lock file behaves as another process's lock.
+    holder = os.open(f"{tmp_path / 's.db'}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, fcntl.flock, holder, fcntl.LOCK_UN)
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while len(ticks) < 30:
+            ticks.append(loop.time())
+            await asyncio.sleep(0.01)
+
+    started = loop.time()
+    ticker = asyncio.create_task(tick())
+    await store.create(session(1))
+    written = loop.time()
+    await ticker
+    os.close(holder)
+    assert written - started >= 0.25, "the write did not wait for the lock"
+    assert store.database._loop_writer.waited == 1
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.1, f"the loop stalled for {max(gaps):.3f} s"
+    assert await store.get_live(session(1).session_token, NOW) is not None
+
+
+async def test_writes_asked_for_together_commit_together_and_fail_alone(tmp_path):
+    store = SqliteSessionStore.at(tmp_path / "s.db")
+    await store.open()
+    clash = Session("100000003", "9" + "z" * 22, NOW, NOW + 60_000)  # sessionToken of #3
+    results = await asyncio.gather(
+        *(store.create(session(number)) for number in range(1, 21)),
+        store.create(clash),
+        return_exceptions=True,
+    )
+    assert results[:20] == [None] * 20
+    assert isinstance(results[20], TokenConflictError)  # it failed alone...
+    for number in range(1, 21):  # ...and undid nothing of the others
+        assert await store.get_live(session(number).session_token, NOW) is not None
+    # One turn of the loop asked for 21 writes: they shared a commit or two, not 21.
+    assert store.database._loop_writer.batches <= 2

@@ -49,3 +49,19 @@ def test_an_issuer_must_belong_to_the_ring():
 def test_csrf_tokens_differ():
     source = issuer()
     assert source.csrf_token() != source.csrf_token()
+
+
+def test_buffered_system_random_draws_the_asked_bits_and_refills_after_fork():
+    import os
+
+    from cobrowse.sessions.tokens import BufferedSystemRandom
+
+    source = BufferedSystemRandom(chunk=64)
+    draws = [source.getrandbits(27) for _ in range(2000)]  # many refills of 64 bytes
+    assert all(0 <= value < 2**27 for value in draws)
+    assert len(set(draws)) > 1990
+    assert max(draws).bit_length() == 27  # the top bit is used too
+    source.pid = os.getpid() + 1  # as seen by a forked child: its buffer is not reused
+    before = source.buffer
+    source.getrandbits(8)
+    assert source.buffer is not before

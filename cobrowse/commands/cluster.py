@@ -13,13 +13,14 @@ def run(args: argparse.Namespace) -> int:
     from cobrowse.ops.cluster import generate_cluster, run_cluster
 
     data_dir = Path(args.data_dir)
+    demo_port = None if args.no_demo else args.demo_port
     if args.config:
         config_path = Path(args.config)
         load_or_exit(args.config)  # report mistakes before starting anything
     else:
-        config_path = generate_cluster(data_dir, args.nodes, args.port)
+        config_path = generate_cluster(data_dir, args.nodes, args.port, demo_port=demo_port)
         print(f"generated {config_path} ({args.nodes} nodes, {args.lb} on port {args.port})")
-    return run_cluster(config_path, data_dir / "logs", args.lb)
+    return run_cluster(config_path, data_dir / "logs", args.lb, demo_port)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,4 +44,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cluster.add_argument(
         "--data-dir", default="data/cluster", help="data and logs (default %(default)s)"
     )
+    cluster.add_argument(
+        "--demo-port",
+        type=int,
+        default=8080,
+        help="port of the demo website, a customer's site with the co-browse script "
+        "(default %(default)s; its origin must be allowed: generated cluster files do it)",
+    )
+    cluster.add_argument("--no-demo", action="store_true", help="do not run the demo website")
     cluster.set_defaults(handler=run)

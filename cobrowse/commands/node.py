@@ -31,11 +31,13 @@ def run(args: argparse.Namespace) -> int:
 
 def drain(args: argparse.Namespace) -> int:
     """Drain a node (or undo it): its /health answers 404, so it takes no new sessions."""
+    import asyncio
+
     from cobrowse.store.sqlite import SqliteSessionStore
 
     settings = _node_settings(load_or_exit(args.config), args.config, args.name)
     store = SqliteSessionStore.at(settings.database_path)
-    store.set_node_state(draining=not args.undo)
+    asyncio.run(store.set_node_state(draining=not args.undo))
     state = (
         "no longer draining" if args.undo else "draining: no new sessions, sticky traffic continues"
     )

@@ -48,6 +48,18 @@ class GeneratedNode:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
+CONSOLE_OPERATIONS = "(sessions.get, sessions.join, sessions.channel, health)"
+
+
+def console_origins(host: str, port: int) -> list[str]:
+    """The `allowedOrigins` entries of an agent console served at `http://host:port`.
+
+    Only what the console does: find a session, join it, open its channel, check health.
+    """
+    hosts = [host, "localhost"] if host == "127.0.0.1" else [host]
+    return [f"http://{name}:{port} {CONSOLE_OPERATIONS}" for name in hosts]
+
+
 def render_cluster_file(
     nodes: Sequence[GeneratedNode],
     *,
@@ -57,9 +69,16 @@ def render_cluster_file(
     context_path: str = "/cobrowse",
     allowed_origins: str = "http://localhost:8080, https://*.example.com",
     sections: Mapping[str, Mapping[str, str]] | None = None,
+    console: bool = True,
 ) -> str:
-    """Return a cluster file whose nodes advertise `serverUrl` through the router's prefixes."""
+    """Return a cluster file whose nodes advertise `serverUrl` through the router's prefixes.
+
+    With `console`, the router's own origin may find, join and watch sessions: the agent
+    console is served by the nodes through it (`<ctx>/agent/`), so its requests carry it.
+    """
     origin = f"http://{host}:{router_port}"
+    if console:
+        allowed_origins = ", ".join([allowed_origins, *console_origins(host, router_port)])
     chosen: dict[str, dict[str, str]] = {
         "cluster": {"url": f"{origin}{context_path}"},
         "cross-origin": {"allowedOrigins": allowed_origins},

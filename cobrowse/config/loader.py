@@ -27,9 +27,11 @@ from cobrowse.config.settings import (
     MetricsSettings,
     NodeSpec,
     RateLimitSettings,
+    RealtimeSettings,
     RouterSettings,
     SecuritySettings,
     SessionSettings,
+    StoreSettings,
     context_path_of,
     split_bind,
 )
@@ -44,13 +46,33 @@ T = TypeVar("T")
 KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
     "cluster": ("url", "vnodes", "shutdownDelay"),
     "cross-origin": ("allowedOrigins",),
-    "session": ("inactivityTimeout", "retention", "purgeInterval"),
+    "session": (
+        "inactivityTimeout",
+        "retention",
+        "purgeInterval",
+        "requireConsent",
+        "maxAgents",
+        "agentTimeout",
+    ),
+    "realtime": (
+        "maxMessageSize",
+        "maxLogBytes",
+        "maxQueueBytes",
+        "maxFramesPerSecond",
+        "maxBytesPerSecond",
+        "helloTimeout",
+        "pingInterval",
+        "pingTimeout",
+    ),
     "security": (
         "trustedProxies",
         "maxBodySize",
+        "requestTimeout",
         "rateLimit",
         "rateLimitQuarantineDelay",
         *(f"rateLimit.{operation}" for operation in OPERATIONS),
+        "userData.readAllowed",
+        "userData.writeAllowed",
     ),
     "lb": (
         "bind",
@@ -64,16 +86,22 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
         "maxBodySize",
         "retryAfter",
         "statsBind",
+        "tunnelTimeout",
     ),
+    "store": ("backend", "url", "sentinels", "masterName", "prefix", "timeout"),
     "logging": ("level", "format"),
     "metrics": ("enabled", "directory"),
+}
+# Options of earlier releases that no longer mean anything, and what to do instead.
+RETIRED_OPTIONS = {
+    "threads": "no longer used: a node's ASGI workers each serve many requests at once; "
+    "remove it and scale with workers",
 }
 NODE_OPTIONS = (
     "bind",
     "serverUrl",
     "dataDir",
     "workers",
-    "threads",
     "weight",
     "vnodes",
     "ringEpoch",
@@ -186,7 +214,9 @@ class _Reader:
                 self.problem(section, None, "unknown section")
                 continue
             for option in self.parser.options(section):
-                if option not in known:
+                if option in RETIRED_OPTIONS:
+                    self.problem(section, option, RETIRED_OPTIONS[option])
+                elif option not in known:
                     self.problem(section, option, f"unknown option (known: {', '.join(known)})")
 
     def build(self, source: Path | None) -> ClusterConfig | None:
@@ -198,6 +228,9 @@ class _Reader:
             inactivity_timeout=self.value("session", "inactivityTimeout", _positive_float, 60.0),
             retention=self.value("session", "retention", _non_negative_float, 86400.0),
             purge_interval=self.value("session", "purgeInterval", _positive_float, 60.0),
+            require_consent=self.value("session", "requireConsent", _boolean, True),
+            max_agents=self.value("session", "maxAgents", _positive_int, 1),
+            agent_timeout=self.value("session", "agentTimeout", _positive_float, 60.0),
         )
         security = self.security()
         router = self.router(url)
@@ -210,6 +243,8 @@ class _Reader:
             directory=self.value("metrics", "directory", Path, None),
         )
         nodes = self.nodes(vnodes, context_path_of(url))
+        realtime = self.realtime()
+        store = self.store()
         return ClusterConfig(
             url=url,
             nodes=nodes,
@@ -219,6 +254,8 @@ class _Reader:
             router=router,
             logging=logging,
             metrics=metrics,
+            realtime=realtime,
+            store=store,
             shutdown_delay_option=self.value("cluster", "shutdownDelay", _non_negative_float, None),
             source=source,
         )
@@ -234,6 +271,9 @@ class _Reader:
                 "security", "trustedProxies", _networks, ("127.0.0.1", "::1")
             ),
             max_body_size=self.value("security", "maxBodySize", _positive_int, 64 * 1024),
+            request_timeout=self.value("security", "requestTimeout", _positive_float, 30.0),
+            user_data_read=self.value("security", "userData.readAllowed", _key_set, frozenset()),
+            user_data_write=self.value("security", "userData.writeAllowed", _key_set, frozenset()),
             rate_limits=RateLimitSettings(
                 default_per_minute=self.value("security", "rateLimit", _non_negative_int, 0),
                 per_operation=per_operation,
@@ -241,6 +281,36 @@ class _Reader:
                     "security", "rateLimitQuarantineDelay", _non_negative_float, 30.0
                 ),
             ),
+        )
+
+    def store(self) -> StoreSettings:
+        defaults = StoreSettings()
+        return StoreSettings(
+            backend=self.value("store", "backend", _choice("sqlite", "redis"), defaults.backend),
+            url=self.value("store", "url", _redis_url, defaults.url),
+            sentinels=self.value("store", "sentinels", _binds, defaults.sentinels),
+            master_name=self.value("store", "masterName", str, defaults.master_name),
+            prefix=self.value("store", "prefix", str, defaults.prefix),
+            timeout=self.value("store", "timeout", _positive_float, defaults.timeout),
+        )
+
+    def realtime(self) -> RealtimeSettings:
+        defaults = RealtimeSettings()
+        options = {
+            "max_message_size": ("maxMessageSize", _positive_int),
+            "max_log_bytes": ("maxLogBytes", _positive_int),
+            "max_queue_bytes": ("maxQueueBytes", _positive_int),
+            "max_frames_per_second": ("maxFramesPerSecond", _positive_float),
+            "max_bytes_per_second": ("maxBytesPerSecond", _positive_int),
+            "hello_timeout": ("helloTimeout", _positive_float),
+            "ping_interval": ("pingInterval", _positive_float),
+            "ping_timeout": ("pingTimeout", _positive_float),
+        }
+        return RealtimeSettings(
+            **{
+                field: self.value("realtime", option, convert, getattr(defaults, field))
+                for field, (option, convert) in options.items()
+            }
         )
 
     def router(self, cluster_url: str) -> RouterSettings:
@@ -271,6 +341,9 @@ class _Reader:
             max_body_size=self.value("lb", "maxBodySize", _positive_int, defaults.max_body_size),
             retry_after=self.value("lb", "retryAfter", _positive_int, defaults.retry_after),
             stats_bind=self.value("lb", "statsBind", _bind, defaults.stats_bind),
+            tunnel_timeout=self.value(
+                "lb", "tunnelTimeout", _positive_float, defaults.tunnel_timeout
+            ),
         )
 
     def nodes(self, default_vnodes: int, context_path: str) -> tuple[NodeSpec, ...]:
@@ -305,7 +378,6 @@ class _Reader:
                     data_dir=data_dir if data_dir.is_absolute() else self.cwd / data_dir,
                     server_url=self.value(section, "serverUrl", _http_url, None),
                     workers=self.value(section, "workers", _positive_int, 2),
-                    threads=self.value(section, "threads", _positive_int, 1),
                     weight=self.value(section, "weight", _positive_int, 1),
                     vnodes=self.value(section, "vnodes", _positive_int, default_vnodes),
                     ring_epoch=self.value(section, "ringEpoch", _epoch, 0),
@@ -415,3 +487,26 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return text
 
     return convert
+
+
+def _key_set(text: str) -> frozenset[str]:
+    """Attached-data keys, comma-separated; `*` for all of them."""
+    keys = frozenset(key.strip() for key in text.split(",") if key.strip())
+    if "*" in keys and len(keys) > 1:
+        raise ValueError("`*` already means every key: list keys, or `*` alone")
+    return keys
+
+
+def _redis_url(text: str) -> str:
+    scheme = urlsplit(text).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+    return text
+
+
+def _binds(text: str) -> tuple[str, ...]:
+    """host:port entries, comma-separated."""
+    entries = tuple(entry.strip() for entry in text.split(",") if entry.strip())
+    for entry in entries:
+        split_bind(entry)
+    return entries

@@ -21,6 +21,8 @@ OPERATIONS = (
     "sessions.stop",
     "sessions.ping",
     "sessions.screen-capture",
+    "sessions.join",
+    "sessions.channel",
     "health",
 )
 

@@ -32,7 +32,6 @@ class NodeSpec:
     data_dir: Path
     server_url: str | None = None
     workers: int = 2
-    threads: int = 1
     weight: int = 1
     vnodes: int = DEFAULT_VNODES
     ring_epoch: int = 0
@@ -62,6 +61,35 @@ class SessionSettings:
     inactivity_timeout: float = 60.0  # inactivityTimeout, seconds
     retention: float = 86400.0  # retention: seconds an ended session stays as history
     purge_interval: float = 60.0  # purgeInterval: seconds between history purges per worker
+    # requireConsent: the customer accepts each agent (false: agents are accepted at once, as
+    # in the vendor's product, where the customer's click on Co-browse is the consent).
+    require_consent: bool = True
+    max_agents: int = 1  # maxAgents: agents (waiting or accepted) a session may have at once
+    # agentTimeout: seconds an agent without an open channel keeps its place (to resume); then
+    # it has left, and its place is free for another agent.
+    agent_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeSettings:
+    """`[realtime]`: the channel's limits (REALTIME.md)."""
+
+    max_message_size: int = 1_048_576  # maxMessageSize: bytes per frame; 1009 above
+    # maxLogBytes: a session's log, from its last full snapshot on; past it the node asks the
+    # customer for a new snapshot, then trims.
+    max_log_bytes: int = 8 * 1_048_576
+    # maxQueueBytes: what may wait to be sent to one agent; past it the agent is resynced.
+    max_queue_bytes: int = 4 * 1_048_576
+    max_frames_per_second: float = 50.0  # maxFramesPerSecond per connection; 1008 above
+    max_bytes_per_second: int = 1_048_576  # maxBytesPerSecond per connection; 1008 above
+    hello_timeout: float = 10.0  # helloTimeout: seconds for the first frame; 4408 after
+    ping_interval: float = 20.0  # pingInterval: seconds between WebSocket pings
+    ping_timeout: float = 20.0  # pingTimeout: seconds a pong may take; then the socket is dead
+
+
+# Per-minute limits that apply unless `rateLimit.<operation>` says otherwise.
+BUILT_IN_LIMITS = {"sessions.join": 10}
+EXEMPT_FROM_DEFAULT = frozenset({"health"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +101,19 @@ class RateLimitSettings:
     quarantine_delay: float = 30.0  # rateLimitQuarantineDelay; 0 = forever
 
     def limit_for(self, operation: str) -> int:
-        """Return the per-minute limit of `operation` (0 means unlimited)."""
-        return self.per_operation.get(operation, self.default_per_minute)
+        """Return the per-minute limit of `operation` (0 means unlimited).
 
-    @property
-    def enabled(self) -> bool:
-        return self.default_per_minute > 0 or any(self.per_operation.values())
+        An explicit `rateLimit.<operation>` wins. Otherwise `rateLimit` applies, except to
+        health probes (load balancers would trip a modest limit and take the node out), and
+        joining has a limit of its own even when `rateLimit` is 0: a 9-digit code is only
+        about 30 bits, so guessing must be slow.
+        """
+        explicit = self.per_operation.get(operation)
+        if explicit is not None:
+            return explicit
+        if operation in BUILT_IN_LIMITS:
+            return BUILT_IN_LIMITS[operation]
+        return 0 if operation in EXEMPT_FROM_DEFAULT else self.default_per_minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +122,34 @@ class SecuritySettings:
 
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # trustedProxies
     max_body_size: int = 64 * 1024  # maxBodySize, bytes
+    # requestTimeout: seconds a request's head and body may take to arrive, from its first byte,
+    # before the node answers 408 and closes (slow or stalled clients).
+    request_timeout: float = 30.0
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # userData.readAllowed / userData.writeAllowed (the Service Client API's
+    # user-data.read-allowed and write-allowed): attached-data keys agents may read and the
+    # customer may change over the channel; "*" for all, none by default.
+    user_data_read: frozenset[str] = frozenset()
+    user_data_write: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """`[store]`: where sessions live: each node's SQLite file, or one Redis for the cluster."""
+
+    backend: str = "sqlite"  # sqlite | redis
+    url: str = "redis://127.0.0.1:6379/0"  # url: Redis, when no sentinels are given
+    # sentinels: host:port of Redis Sentinels, which name the master (masterName) and fail
+    # over to a replica; when set, `url` is not used.
+    sentinels: tuple[str, ...] = ()
+    master_name: str = "cobrowse"  # masterName
+    prefix: str = "cobrowse:"  # prefix: of every key, so that clusters can share a Redis
+    timeout: float = 2.0  # timeout: seconds to connect and to wait for an answer
+
+    @property
+    def shared(self) -> bool:
+        """Whether every node sees every session (then any node can serve any session)."""
+        return self.backend == "redis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +184,9 @@ class RouterSettings:
     client_timeout: float = 30.0  # clientTimeout: idle or slow client deadline
     max_body_size: int = 64 * 1024  # maxBodySize, bytes (413 above)
     retry_after: int = 5  # retryAfter: seconds advertised with 503
+    # tunnelTimeout: seconds a WebSocket tunnel may stay silent before the router closes it;
+    # well above the nodes' ping interval, so only dead tunnels are closed.
+    tunnel_timeout: float = 120.0
     # statsBind: where HAProxy serves its stats page (generated configs); the router ignores it.
     stats_bind: str = "127.0.0.1:8404"
 
@@ -138,6 +203,8 @@ class ClusterConfig:
     router: RouterSettings = field(default_factory=RouterSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     # shutdownDelay: seconds a node answers 503 on /health after SIGTERM before it stops; by
     # default long enough for the load balancers' checks to notice (inter x fall + timeout).
     shutdown_delay_option: float | None = None
@@ -169,6 +236,27 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """What a node tells its HTTP/WebSocket server (the Gunicorn worker) about limits."""
+
+    # A request's head and body must arrive whole this many seconds after its first byte.
+    request_timeout: float = 30.0
+    # Request-line and header limits, as Gunicorn had them: 414 and 431 above.
+    limit_request_line: int = 8190
+    limit_request_fields: int = 100
+    limit_request_field_size: int = 8190
+    # WebSocket frames larger than this close the connection with 1009.
+    ws_max_size: int = 1_048_576
+    # Seconds between WebSocket pings, and how long a pong may take before the socket is dead.
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    # Seconds open connections get to finish when a worker stops (Uvicorn's graceful timeout):
+    # shorter than Gunicorn's graceful_timeout (30 s), so the worker closes its store before the
+    # master would kill it.
+    graceful_timeout: float = 25.0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSettings:
     """Everything one node process needs: its own section and the cluster it belongs to."""
 
@@ -186,6 +274,17 @@ class NodeSettings:
     @property
     def database_path(self) -> Path:
         return self.node.data_dir / f"{self.node.name}.db"
+
+    @property
+    def server_options(self) -> ServerOptions:
+        """Return what this node's server must enforce."""
+        realtime = self.cluster.realtime
+        return ServerOptions(
+            request_timeout=self.cluster.security.request_timeout,
+            ws_max_size=realtime.max_message_size,
+            ws_ping_interval=realtime.ping_interval,
+            ws_ping_timeout=realtime.ping_timeout,
+        )
 
     @property
     def metrics_directory(self) -> Path:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Event-loop lag: fine below 5 ms (the target under load), coarse above.
+LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -40,10 +42,19 @@ class HttpObserver(Protocol):
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None: ...
 
 
+class LoopObserver(Protocol):
+    """What the event-loop monitor reports: how late a timer fired."""
+
+    def loop_lag(self, seconds: float) -> None: ...
+
+
 class NoMetrics:
     """Metrics switched off (`[metrics] enabled = false`)."""
 
     enabled = False
+
+    def loop_lag(self, seconds: float) -> None:
+        pass
 
     def created(self) -> None:
         pass
@@ -88,6 +99,12 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.loop_lag_seconds = Histogram(
+            "cobrowse_event_loop_lag_seconds",
+            "How late the event loop of a worker ran a timer: time it spent unable to serve.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=self.registry,
+        )
         # prometheus_client's labels() validates and builds its key on every call: keep the
         # labelled children, as there are few routes, methods and statuses.
         self._request_children: dict[tuple[str, str, int], Any] = {}
@@ -95,9 +112,13 @@ class NodeMetrics:
         self.live = LiveSessionsCollector(store, clock)
         if self.registry is not None:
             self.registry.register(self.live)
+        self.realtime = RealtimeMetrics(self.registry)
 
     def created(self) -> None:
         self.sessions_created.inc()
+
+    def loop_lag(self, seconds: float) -> None:
+        self.loop_lag_seconds.observe(seconds)
 
     def stopped(self, reason: str, count: int = 1) -> None:
         if count:
@@ -117,8 +138,15 @@ class NodeMetrics:
             histogram = self._duration_children[route] = self.http_duration.labels(route)
         histogram.observe(seconds)
 
-    def exposition(self) -> tuple[bytes, str]:
+    async def exposition(self) -> tuple[bytes, str]:
         """Return the text exposition of every worker's metrics, and its content type."""
+        import asyncio
+
+        await self.live.refresh()
+        # Reading every worker's metric files is file I/O: off the event loop.
+        return await asyncio.to_thread(self._exposition)
+
+    def _exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -130,20 +158,132 @@ class NodeMetrics:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
+# Message types as labels: the protocol's, everything else is "other".
+MESSAGE_TYPES = frozenset(
+    {
+        "hello",
+        "welcome",
+        "events",
+        "ack",
+        "consent",
+        "mode",
+        "userData",
+        "pointer",
+        "input",
+        "mode-request",
+        "exit",
+        "join-request",
+        "joined",
+        "left",
+        "snapshot-request",
+        "ended",
+        "error",
+        "resync",
+    }
+)
+DELIVERY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 10.0)
+
+
+class RealtimeMetrics:
+    """The realtime channel's metrics (`cobrowse.realtime.observe.RealtimeObserver`)."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.channels = Gauge(
+            "cobrowse_realtime_channels",
+            "Open realtime channels, by role.",
+            ["role"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.messages = Counter(
+            "cobrowse_realtime_messages",
+            "Realtime messages, by direction (in: from clients, out: to clients) and type.",
+            ["direction", "type"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "cobrowse_realtime_bytes",
+            "Bytes of realtime messages, by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        self.delivery = Histogram(
+            "cobrowse_realtime_delivery_lag_seconds",
+            "From a message stored to its sending to a participant.",
+            buckets=DELIVERY_BUCKETS,
+            registry=registry,
+        )
+        self.resyncs = Counter(
+            "cobrowse_realtime_resyncs",
+            "Participants restarted from the last full snapshot, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "cobrowse_realtime_refusals",
+            "Handshakes, frames and channels refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        # Messages are counted here and added to the shared metric files once a second
+        # (`flush`): a thousand messages a second would otherwise cost thousands of writes.
+        self._counts: dict[tuple[str, str], int] = {}
+        self._bytes = {"in": 0, "out": 0}
+
+    def _count(self, direction: str, kind: str, size: int) -> None:
+        key = (direction, kind if kind in MESSAGE_TYPES else "other")
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self._bytes[direction] += size
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the shared metrics."""
+        counts, self._counts = self._counts, {}
+        for (direction, kind), count in counts.items():
+            self.messages.labels(direction, kind).inc(count)
+        for direction, size in self._bytes.items():
+            if size:
+                self.bytes.labels(direction).inc(size)
+                self._bytes[direction] = 0
+
+    def channel_opened(self, role: str) -> None:
+        self.channels.labels(role).inc()
+
+    def channel_closed(self, role: str) -> None:
+        self.channels.labels(role).dec()
+
+    def received(self, kind: str, size: int) -> None:
+        self._count("in", kind, size)
+
+    def sent(self, kind: str, size: int, lag_ms: int) -> None:
+        self._count("out", kind, size)
+        self.delivery.observe(max(lag_ms, 0) / 1000)
+
+    def resync(self, reason: str) -> None:
+        self.resyncs.labels(reason).inc()
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
+
+
 class LiveSessionsCollector:
     """`cobrowse_sessions_live`, read from the store at scrape time: the same for every worker."""
 
     def __init__(self, store: SessionStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self.value = 0
+
+    async def refresh(self) -> None:
+        """Count the live sessions now, for the scrape that follows."""
+        self.value = await self.store.live_count(self.clock.now_ms())
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
         yield GaugeMetricFamily(
-            "cobrowse_sessions_live",
-            "Live sessions hosted on this node.",
-            value=self.store.live_count(self.clock.now_ms()),
+            "cobrowse_sessions_live", "Live sessions hosted on this node.", value=self.value
         )
 
 

@@ -32,7 +32,7 @@ class Part:
     """One process of the local cluster."""
 
     name: str
-    kind: str  # node | router | haproxy
+    kind: str  # node | router | haproxy | demo
     url: str
     health_url: str
     argv: list[str]
@@ -81,28 +81,79 @@ def health_status(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
-def generate_cluster(directory: Path, nodes: int, port: int, workers: int = 2) -> Path:
+DEFAULT_ORIGINS = "http://localhost:8080, https://*.example.com"
+
+
+def generate_cluster(
+    directory: Path,
+    nodes: int,
+    port: int,
+    workers: int = 2,
+    *,
+    demo_port: int | None = None,
+    sections: dict[str, dict[str, str]] | None = None,
+) -> Path:
     """Write a cluster file for `nodes` nodes on ports port+1.. behind a router on `port`.
 
     HAProxy's stats page, when HAProxy replaces the router, takes the port after the nodes'.
+    The demo site's origin (`http://localhost:<demo_port>`) is allowed, and so is the router's
+    own (the agent console's, with only what the console does).
     """
     directory.mkdir(parents=True, exist_ok=True)
+    origins = DEFAULT_ORIGINS
+    if demo_port is not None and f"http://localhost:{demo_port}," not in origins:
+        origins = f"http://localhost:{demo_port}, {origins}"
+    chosen: dict[str, dict[str, str]] = {"lb": {"statsBind": f"127.0.0.1:{port + nodes + 1}"}}
+    for section, options in (sections or {}).items():
+        chosen.setdefault(section, {}).update(options)
     path = directory / "cluster.ini"
     path.write_text(
         render_cluster_file(
             [GeneratedNode(f"node-{i}", port + i, workers) for i in range(1, nodes + 1)],
             router_port=port,
             data_dir=directory.resolve(),
-            sections={"lb": {"statsBind": f"127.0.0.1:{port + nodes + 1}"}},
+            allowed_origins=origins,
+            sections=chosen,
         )
     )
     return path
 
 
+def demo_part(config: ClusterConfig, port: int, log_dir: Path) -> Part:
+    """The demo website on `port`: pages that include the customer script from the cluster."""
+    return Part(
+        "demo",
+        "demo",
+        f"http://localhost:{port}/",
+        f"http://127.0.0.1:{port}/",
+        [
+            sys.executable,
+            "-m",
+            "cobrowse.ops.demo",
+            "--port",
+            str(port),
+            "--cluster-url",
+            config.url,
+        ],
+        log_dir / "demo.log",
+    )
+
+
+def console_url(config: ClusterConfig) -> str:
+    """The agent console, through the load balancer."""
+    host, _, port = config.router.bind.rpartition(":")
+    return f"http://{host}:{port}{config.context_path}/agent/"
+
+
 def cluster_parts(
-    config: ClusterConfig, config_path: Path, log_dir: Path, lb: str = "router"
+    config: ClusterConfig,
+    config_path: Path,
+    log_dir: Path,
+    lb: str = "router",
+    demo_port: int | None = None,
 ) -> list[Part]:
-    """Return the node processes and the load balancer (`router` or `haproxy`) of a cluster."""
+    """Return the node processes, the load balancer (`router` or `haproxy`) and the demo site
+    (when `demo_port` is given) of a cluster."""
     cobrowse = [sys.executable, "-m", "cobrowse.cli"]
     parts = [
         Part(
@@ -132,6 +183,8 @@ def cluster_parts(
         )
     else:
         raise ValueError(f"unknown load balancer {lb!r} (router or haproxy)")
+    if demo_port is not None:
+        parts.append(demo_part(config, demo_port, log_dir))
     return parts
 
 
@@ -167,9 +220,15 @@ def haproxy_part(config: ClusterConfig, url: str, log_dir: Path) -> Part:
 class LocalCluster:
     """Start parts in order, wait for health, and always stop everything that was started."""
 
-    def __init__(self, parts: Sequence[Part], ready_check: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        parts: Sequence[Part],
+        ready_check: Callable[[], bool] | None = None,
+        links: Sequence[tuple[str, str]] = (),
+    ):
         self.parts = list(parts)
         self.ready_check = ready_check
+        self.links = list(links)  # (name, url): pages served by the parts, in the table too
 
     def start(self, deadline: float = START_DEADLINE_S) -> None:
         """Start every part and wait until all answer 200; raise StartError (after stopping)."""
@@ -224,6 +283,8 @@ class LocalCluster:
                 status, str(status)
             )
             rows.append((part.name, part.url, str(part.pid), state))
+        for name, url in self.links:
+            rows.append((name, url, "-", "up" if health_status(url) == 200 else "down"))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         return "\n".join(
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
@@ -234,10 +295,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_cluster(config_path: Path, log_dir: Path, lb: str = "router") -> int:
+def run_cluster(
+    config_path: Path, log_dir: Path, lb: str = "router", demo_port: int | None = None
+) -> int:
     """Run the cluster in the foreground until Ctrl-C or SIGTERM; return the exit status."""
     config = load_cluster(config_path)
-    cluster = LocalCluster(cluster_parts(config, config_path, log_dir, lb))
+    console = console_url(config)
+    parts = cluster_parts(config, config_path, log_dir, lb, demo_port)
+    cluster = LocalCluster(parts, links=[("agent console", console)])
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops us like Ctrl-C, even mid-start
     reported: set[str] = set()
     try:
@@ -245,6 +310,12 @@ def run_cluster(config_path: Path, log_dir: Path, lb: str = "router") -> int:
         print(cluster.table())
         if lb == "haproxy":
             print(f"\nHAProxy stats: http://{config.router.stats_bind}/stats")
+        if demo_port is not None:
+            print(
+                f"\nCo-browse: open the demo site http://localhost:{demo_port}/ in one window "
+                f"(the customer: press Co-browse)\nand the agent console {console} in another "
+                "(the agent: enter the code)."
+            )
         print(f"\ncluster URL: {config.url} — logs in {log_dir} — Ctrl-C stops everything")
         while True:
             time.sleep(1.0)

@@ -9,12 +9,11 @@ from gunicorn.app.base import BaseApplication
 
 from cobrowse.config.settings import NodeSettings
 
-# Chosen by `scripts/bench node` (README "Performance"): gthread keeps the connections of the
-# router and load balancers alive; Gunicorn's sync worker closes every connection and then waits
-# for the client's FIN (RFC 9112 graceful close), which left it at about 60% of gthread's rate.
-# One thread per worker measured best: more threads only contend for the GIL on this CPU-bound
-# app. Scale with workers (processes) instead.
-WORKER_CLASS = "cobrowse.ops.workers.NodeWorker"  # gthread with JSON errors and request deadlines
+# Chosen by `scripts/bench node` (README "Performance"): Uvicorn's worker (uvloop, httptools)
+# under Gunicorn serves the ASGI app about three times faster than gthread served the WSGI one,
+# and holds WebSockets. `NodeWorker` adds the node's JSON answers for what the server refuses
+# itself, request deadlines, and the WebSocket options.
+WORKER_CLASS = "cobrowse.ops.worker.NodeWorker"
 KEEPALIVE_S = 5  # longer than the router's idle upstream timeout, so the router closes first
 
 
@@ -25,13 +24,15 @@ def gunicorn_options(settings: NodeSettings) -> dict[str, Any]:
         "bind": [node.bind],
         "workers": node.workers,
         "worker_class": WORKER_CLASS,
-        "threads": node.threads,
         "keepalive": KEEPALIVE_S,
+        # With an event loop per worker, Gunicorn's timeout no longer bounds a request (the
+        # node's `[security] requestTimeout` does): it only checks that each worker's loop is
+        # alive, as Uvicorn notifies the master from its loop. A loop stuck this long is dead.
         "timeout": 30,
-        # After SIGTERM and the not-ready period, in-flight requests get this long to finish.
+        # After SIGTERM and the not-ready period, open connections get this long to finish.
         "graceful_timeout": 30,
-        # X-Forwarded-Proto counts only from the proxies the cluster file trusts.
-        "forwarded_allow_ips": ",".join(settings.cluster.security.trusted_proxies),
+        # Never recycle workers after N requests: a restart would cut every WebSocket it holds.
+        "max_requests": 0,
         "proc_name": f"cobrowse-node:{node.name}",
         # Gunicorn's control socket defaults to one path per user: several nodes would collide.
         "control_socket_disable": True,
@@ -39,10 +40,6 @@ def gunicorn_options(settings: NodeSettings) -> dict[str, Any]:
         "child_exit": _child_exit,
         "errorlog": "-",
         "loglevel": settings.cluster.logging.level.lower(),
-        # Request lines and headers: bounded, so a hostile client cannot exhaust a worker.
-        "limit_request_line": 8190,
-        "limit_request_fields": 100,
-        "limit_request_field_size": 8190,
     }
 
 
@@ -68,7 +65,7 @@ def prepare_node_process(settings: NodeSettings) -> None:
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
-    """A Gunicorn application whose workers each build their WSGI app after the fork."""
+    """A Gunicorn application whose workers each build their ASGI app after the fork."""
 
     def __init__(
         self,
@@ -113,11 +110,10 @@ def run_node(
     With `read_settings`, SIGHUP re-reads the settings (the cluster file) for the new workers.
     """
     from cobrowse.ops.reload import ReloadableSettings
-    from cobrowse.ops.shutdown import DrainingArbiter, set_stopping_flag
+    from cobrowse.ops.shutdown import DrainingArbiter
     from cobrowse.web.app import create_app
 
     prepare_node_process(settings)
-    set_stopping_flag(settings.database_path, stopping=False)  # left over from a hard stop
     options = {**gunicorn_options(settings), **(overrides or {})}
     delay = settings.cluster.shutdown_delay
 

@@ -18,7 +18,7 @@ from cobrowse.sessions.ring import ClusterRing, ring_change_problems
 log = logging.getLogger("cobrowse.node")
 
 # Gunicorn took these from the settings when it started: a reload cannot change them.
-RESTART_ONLY = ("bind", "workers", "threads")
+RESTART_ONLY = ("bind", "workers")
 
 
 def reload_problems(old: NodeSettings, new: NodeSettings) -> list[str]:

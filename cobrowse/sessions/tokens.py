@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 from typing import Protocol
 
 from cobrowse.sessions.ring import ClusterRing
 
 # Match with `fullmatch`: `$` alone also matches before a trailing newline.
-SESSION_TOKEN = re.compile(r"^[1-9][0-9]{8}$")
-# Epoch digit, then 128 random bits in URL-safe base64 without padding (22 characters).
-USER_TOKEN = re.compile(r"^[1-9][A-Za-z0-9_-]{22}$")
+# What the node accepts in a request. Any 9 digits could be a sessionToken that an agent typed,
+# and any short URL-safe string a userToken: a wrong guess is 404, one answer for every guess;
+# only what cannot be a token at all is 400.
+SESSION_TOKEN = re.compile(r"^[0-9]{9}$")
+USER_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What the node issues: the epoch digit first (never 0), then 8 digits; for userTokens, 128
+# random bits in URL-safe base64 without padding (22 characters).
+ISSUED_SESSION_TOKEN = re.compile(r"^[1-9][0-9]{8}$")
+ISSUED_USER_TOKEN = re.compile(r"^[1-9][A-Za-z0-9_-]{22}$")
 USER_TOKEN_BITS = 128
 CSRF_TOKEN_BITS = 128
+USER_ID_BITS = 64
 
 
 class RandomSource(Protocol):
     """What token issuing needs from a random generator: `secrets` in production."""
 
     def getrandbits(self, k: int, /) -> int: ...
+
+
+class BufferedSystemRandom:
+    """The operating system's randomness (`os.urandom`), read 4 KiB at a time.
+
+    As unpredictable as `secrets.SystemRandom`, with one system call per few hundred draws
+    instead of one per draw (a token takes several draws: the ring must map it to this node).
+    A process that forked refills its buffer: no two processes ever share random bytes.
+    """
+
+    def __init__(self, chunk: int = 4096) -> None:
+        self.chunk = chunk
+        self.buffer = b""
+        self.offset = 0
+        self.pid = 0
+
+    def getrandbits(self, k: int, /) -> int:
+        size = (k + 7) // 8
+        if self.offset + size > len(self.buffer) or self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.buffer, self.offset = os.urandom(max(self.chunk, size)), 0
+        raw = self.buffer[self.offset : self.offset + size]
+        self.offset += size
+        return int.from_bytes(raw, "big") >> (size * 8 - k)
 
 
 class TokenExhaustedError(RuntimeError):
@@ -70,3 +102,7 @@ class TokenIssuer:
     def csrf_token(self) -> str:
         """Return a new X-CSRF-Token value."""
         return random_urlsafe(self.random, CSRF_TOKEN_BITS)
+
+    def user_id(self) -> str:
+        """Return a participant's public id on the channel (not a secret: it names, not admits)."""
+        return random_urlsafe(self.random, USER_ID_BITS)

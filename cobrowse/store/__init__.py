@@ -1,14 +1,21 @@
-"""The session store interface: what resources need from a backend.
+"""The session store interface: what the session rules need from a backend.
 
-`cobrowse.store.sqlite` is the backend today (one SQLite file per node). A shared Redis store is
-planned: it will be a second module implementing the same `SessionStore` protocol.
+`cobrowse.store.sqlite` is the embedded backend (one SQLite file per node). A shared Redis store
+is planned: a second module implementing the same protocols.
+
+The methods are coroutines because a node's event loop must never wait on I/O that can wait: a
+shared store is a network round trip. The SQLite backend answers reads inline (microseconds) and
+only awaits when a write has to wait for the node-wide write lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from cobrowse.store.live import LiveEntry
 
 SCREEN_CAPTURE_STATES = ("enabled", "disabled", "paused")
 
@@ -25,6 +32,10 @@ class Session:
     end_reason: str | None = None  # "stop" | "timeout"
     csrf_token: str | None = None
     screen_capture: str = "disabled"
+    # Written at creation only (reads leave them out): the customer's public id on the
+    # channel, and the attached data given to Create Session.
+    customer_id: str = ""
+    user_data: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,8 @@ class StopResult:
 
     session: Session
     ended_now: bool
+    # What ending it appended to the live log (`ended`), for the channels to hear.
+    entries: list[LiveEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,8 @@ class PurgeResult:
 
     timed_out: int
     purged: int
+    # For each session it ended: its key and what ending it appended to the live log.
+    ended: list[tuple[str, list[LiveEntry]]] = field(default_factory=list)
 
 
 class StoreError(Exception):
@@ -70,40 +85,48 @@ class StoreUnavailableError(StoreError):
 class SessionStore(Protocol):
     """Persist sessions so that every worker of a node, and every restart, sees the same ones."""
 
-    def create(self, session: Session) -> None:
+    async def open(self) -> None:
+        """Connect and bring the schema up to date, before the first request."""
+
+    async def close(self) -> None:
+        """Release connections and background threads."""
+
+    async def create(self, session: Session) -> None:
         """Insert a new live session; raise TokenConflictError when a token is taken."""
 
-    def get_live(self, session_token: str, now_ms: int) -> Session | None:
+    async def get_live(self, session_token: str, now_ms: int) -> Session | None:
         """Return the live session with this sessionToken, or None."""
 
-    def get_by_user_token(self, user_token: str) -> Session | None:
+    async def get_by_user_token(self, user_token: str) -> Session | None:
         """Return the session (live or ended) of this userToken, or None."""
 
-    def stop(self, user_token: str, now_ms: int) -> StopResult:
+    async def stop(self, user_token: str, now_ms: int) -> StopResult:
         """End the session of this userToken once; later calls return the recorded times."""
 
-    def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
+    async def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
         """Record Controller activity on a live session; None when it is not live."""
 
-    def change_screen_capture(
+    async def change_screen_capture(
         self, user_token: str, now_ms: int, expires_at: int, change: Callable[[str], str]
     ) -> Session | None:
         """Apply `change` to a live session's screen-capture state atomically, and count it as
         Controller activity; None when the session is not live. `change` may raise to refuse."""
 
-    def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
+    async def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
         """End sessions past their inactivity deadline and delete history past retention."""
 
-    def live_count(self, now_ms: int) -> int:
+    async def live_count(self, now_ms: int) -> int:
         """Return the number of live sessions."""
 
-    def node_state(self) -> NodeState:
+    async def node_state(self) -> NodeState:
         """Return the node-wide drain and shutdown switches; raise StoreUnavailableError."""
 
-    def set_node_state(self, *, draining: bool | None = None, stopping: bool | None = None) -> None:
+    async def set_node_state(
+        self, *, draining: bool | None = None, stopping: bool | None = None
+    ) -> None:
         """Change the node-wide switches."""
 
-    def check_writable(self) -> None:
+    async def check_writable(self) -> None:
         """Raise StoreUnavailableError unless a write would succeed now."""
 
 
@@ -118,7 +141,7 @@ class RateDecision:
 class RateLimitStore(Protocol):
     """Count requests per client and operation in fixed one-minute windows, node-wide."""
 
-    def hit(
+    async def hit(
         self, client: str, operation: str, now_ms: int, limit: int, quarantine_ms: int
     ) -> RateDecision:
         """Count one request; refuse it when the client is, or now goes, in quarantine.
@@ -126,5 +149,5 @@ class RateLimitStore(Protocol):
         `quarantine_ms` 0 means forever.
         """
 
-    def forget_before(self, now_ms: int) -> int:
+    async def forget_before(self, now_ms: int) -> int:
         """Delete counters of past windows whose quarantine is over; return how many."""

@@ -69,10 +69,64 @@ def _v3_heartbeat(db: sqlite_utils.Database) -> None:
     db.table("node_state").add_column("heartbeat", int, not_null_default=0)
 
 
+def _v4_live(db: sqlite_utils.Database) -> None:
+    # The realtime channel (REALTIME.md). Per session: who the customer is to agents
+    # (customer_id), pointer or write mode, attached data (JSON, cleared when the session
+    # ends), and the counters of its live log: the last seq assigned, the last customer batch
+    # stored (cseq, for idempotent resends), the seq of the last full snapshot, and the bytes
+    # kept since it.
+    for column, kind, default in (
+        ("customer_id", str, ""),
+        ("mode", str, "pointer"),
+        ("last_seq", int, 0),
+        ("last_cseq", int, 0),
+        ("snapshot_seq", int, 0),
+        ("log_bytes", int, 0),
+        ("snapshot_requested", int, 0),
+    ):
+        db.table("sessions").add_column(column, kind, not_null_default=default)
+    db.table("sessions").add_column("user_data", str)
+    # Sessions are named by their customer's userToken (`session_key`) from here on: unlike a
+    # sessionToken, it is never drawn again once its session has ended.
+    # Agents who joined a session; the customer is the session itself. A place is held while
+    # an agent waits or is accepted and has been seen within `[session] agentTimeout`.
+    db.execute(
+        """
+        CREATE TABLE participants (
+            user_token TEXT PRIMARY KEY NOT NULL,
+            session_key TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            joined_at INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX participants_session ON participants(session_key)")
+    # The live log: every message the server sends with a seq, ready to send (`payload`), with
+    # who may see it (`audience`), in the order of `seq` per session.
+    db.execute(
+        """
+        CREATE TABLE live_log (
+            session_key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            audience TEXT NOT NULL,
+            snapshot INTEGER NOT NULL DEFAULT 0,
+            stored_at INTEGER NOT NULL,
+            payload BLOB NOT NULL,
+            PRIMARY KEY (session_key, seq)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_sessions,
     _v2_rate_limits,
     _v3_heartbeat,
+    _v4_live,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from cobrowse.store import (
     TokenConflictError,
 )
 from cobrowse.store.sqlite_db import SqliteDatabase
+from cobrowse.store.sqlite_live import end_live, transaction
 
 T = TypeVar("T")
 
@@ -25,6 +27,9 @@ _SESSION_COLUMNS = (
     "csrf_token, screen_capture"
 )
 
+
+# How long the `ended` entry of a session stays in the log, for workers to deliver it.
+ENDED_LOG_KEPT_MS = 60_000
 
 _GET_LIVE = (
     f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_token = ? "
@@ -47,6 +52,14 @@ class SqliteSessionStore:
         """Return a store on the database file at `path` (opened on first use)."""
         return cls(SqliteDatabase(path))
 
+    async def open(self) -> None:
+        # Opening migrates the schema under SQLite's write lock: do it before serving, not
+        # inside the first request.
+        self._run(lambda connection: None)
+
+    async def close(self) -> None:
+        self.database.close()
+
     # Both turn SQLite's operational failures (read-only, full, locked, corrupt) into
     # StoreUnavailableError, which clients see as 503. Integrity errors are the caller's to handle.
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -57,21 +70,20 @@ class SqliteSessionStore:
         except sqlite3.DatabaseError as error:
             raise StoreUnavailableError(str(error)) from error
 
-    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            with self.database.writing() as connection:
-                return work(connection)
+            return await self.database.write(work)
         except sqlite3.IntegrityError:
             raise
         except sqlite3.DatabaseError as error:
             raise StoreUnavailableError(str(error)) from error
 
-    def create(self, session: Session) -> None:
+    async def create(self, session: Session) -> None:
         def insert(connection: sqlite3.Connection) -> None:
             try:
                 connection.execute(
-                    f"INSERT INTO sessions ({_SESSION_COLUMNS}, last_activity) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO sessions ({_SESSION_COLUMNS}, last_activity, customer_id, "
+                    "user_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         session.session_token,
                         session.user_token,
@@ -82,14 +94,16 @@ class SqliteSessionStore:
                         session.csrf_token,
                         session.screen_capture,
                         session.activation_time,
+                        session.customer_id,
+                        None if session.user_data is None else json.dumps(session.user_data),
                     ),
                 )
             except sqlite3.IntegrityError as error:
                 raise TokenConflictError(str(error)) from error
 
-        self._write(insert)
+        await self._write(insert)
 
-    def get_live(self, session_token: str, now_ms: int) -> Session | None:
+    async def get_live(self, session_token: str, now_ms: int) -> Session | None:
         # The hottest read of all (every agent lookup): no closure, one statement.
         try:
             row = self.database.connection().execute(_GET_LIVE, (session_token, now_ms)).fetchone()
@@ -97,7 +111,7 @@ class SqliteSessionStore:
             raise StoreUnavailableError(str(error)) from error
         return None if row is None else _session(row)
 
-    def get_by_user_token(self, user_token: str) -> Session | None:
+    async def get_by_user_token(self, user_token: str) -> Session | None:
         row = self._run(
             lambda connection: connection.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_token = ?", (user_token,)
@@ -105,8 +119,8 @@ class SqliteSessionStore:
         )
         return None if row is None else _session(row)
 
-    def stop(self, user_token: str, now_ms: int) -> StopResult:
-        recorded = self.get_by_user_token(user_token)
+    async def stop(self, user_token: str, now_ms: int) -> StopResult:
+        recorded = await self.get_by_user_token(user_token)
         if recorded is None:
             raise SessionNotFoundError(user_token)
         if recorded.deactivation_time is not None:
@@ -123,7 +137,9 @@ class SqliteSessionStore:
                 {"now": now_ms, "token": user_token},
             ).fetchone()
             if row is not None:
-                return StopResult(_session(row), ended_now=True)
+                stopped = _session(row)
+                entries = end_live(connection, user_token, stopped.end_reason or "stop", now_ms)
+                return StopResult(stopped, ended_now=True, entries=entries)
             row = connection.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_token = ?", (user_token,)
             ).fetchone()
@@ -131,10 +147,12 @@ class SqliteSessionStore:
                 raise SessionNotFoundError(user_token)
             return StopResult(_session(row), ended_now=False)
 
-        return self._write(end)
+        return await self._write(
+            lambda connection: transaction(connection, lambda: end(connection))
+        )
 
-    def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
-        row = self._write(
+    async def touch(self, user_token: str, now_ms: int, expires_at: int) -> Session | None:
+        row = await self._write(
             lambda connection: connection.execute(
                 "UPDATE sessions SET last_activity = ?, expires_at = ? "
                 "WHERE user_token = ? AND deactivation_time IS NULL AND expires_at > ? "
@@ -144,7 +162,7 @@ class SqliteSessionStore:
         )
         return None if row is None else _session(row)
 
-    def change_screen_capture(
+    async def change_screen_capture(
         self, user_token: str, now_ms: int, expires_at: int, change: Callable[[str], str]
     ) -> Session | None:
         def update(connection: sqlite3.Connection) -> Session | None:
@@ -164,34 +182,54 @@ class SqliteSessionStore:
             ).fetchone()
             return _session(row)
 
-        return self._write(update)
+        return await self._write(update)
 
-    def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
+    async def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
         def purge(connection: sqlite3.Connection) -> PurgeResult:
-            timed_out = connection.execute(
+            expired = connection.execute(
                 "UPDATE sessions SET deactivation_time = expires_at, end_reason = 'timeout' "
-                "WHERE deactivation_time IS NULL AND expires_at <= ?",
+                "WHERE deactivation_time IS NULL AND expires_at <= ? RETURNING user_token",
                 (now_ms,),
-            ).rowcount
+            ).fetchall()
+            ended = [(key, end_live(connection, key, "timeout", now_ms)) for (key,) in expired]
+            # `ended` has reached every worker long before: the last of the live content goes.
+            connection.execute(
+                "DELETE FROM live_log WHERE session_key IN (SELECT user_token FROM sessions "
+                "WHERE deactivation_time IS NOT NULL AND deactivation_time < ?)",
+                (now_ms - ENDED_LOG_KEPT_MS,),
+            )
             purged = connection.execute(
                 "DELETE FROM sessions WHERE deactivation_time IS NOT NULL "
-                "AND deactivation_time < ?",
+                "AND deactivation_time < ? RETURNING user_token",
                 (now_ms - retention_ms,),
-            ).rowcount
-            return PurgeResult(timed_out=timed_out, purged=purged)
+            ).fetchall()
+            for start in range(0, len(purged), 500):
+                chunk = [key for (key,) in purged[start : start + 500]]
+                marks = ", ".join("?" * len(chunk))
+                connection.execute(
+                    f"DELETE FROM participants WHERE session_key IN ({marks})", chunk
+                )
+            return PurgeResult(timed_out=len(expired), purged=len(purged), ended=ended)
 
-        return self._write(purge)
-
-    def live_count(self, now_ms: int) -> int:
-        row = self._run(
-            lambda connection: connection.execute(
-                "SELECT count(*) FROM sessions WHERE deactivation_time IS NULL AND expires_at > ?",
-                (now_ms,),
-            ).fetchone()
+        return await self._write(
+            lambda connection: transaction(connection, lambda: purge(connection))
         )
+
+    async def live_count(self, now_ms: int) -> int:
+        # It scans every live session (tens of milliseconds at 100,000): in a thread.
+        try:
+            row = await self.database.read_in_thread(
+                lambda connection: connection.execute(
+                    "SELECT count(*) FROM sessions "
+                    "WHERE deactivation_time IS NULL AND expires_at > ?",
+                    (now_ms,),
+                ).fetchone()
+            )
+        except sqlite3.DatabaseError as error:
+            raise StoreUnavailableError(str(error)) from error
         return int(row[0])
 
-    def node_state(self) -> NodeState:
+    async def node_state(self) -> NodeState:
         row = self._run(
             lambda connection: connection.execute(
                 "SELECT draining, stopping FROM node_state WHERE id = 1"
@@ -199,18 +237,20 @@ class SqliteSessionStore:
         )
         return NodeState(draining=bool(row[0]), stopping=bool(row[1]))
 
-    def set_node_state(self, *, draining: bool | None = None, stopping: bool | None = None) -> None:
+    async def set_node_state(
+        self, *, draining: bool | None = None, stopping: bool | None = None
+    ) -> None:
         def update(connection: sqlite3.Connection) -> None:
             if draining is not None:
                 connection.execute("UPDATE node_state SET draining = ? WHERE id = 1", (draining,))
             if stopping is not None:
                 connection.execute("UPDATE node_state SET stopping = ? WHERE id = 1", (stopping,))
 
-        self._write(update)
+        await self._write(update)
 
-    def check_writable(self) -> None:
+    async def check_writable(self) -> None:
         # A real (tiny) write: a read-only or full filesystem only shows when pages are written.
-        self._write(
+        await self._write(
             lambda connection: connection.execute(
                 "UPDATE node_state SET heartbeat = heartbeat + 1 WHERE id = 1"
             )

@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import falcon
+import falcon.asgi
 
-from cobrowse.errors import ApiError, BadRequestError, PayloadTooLargeError
-
-
-class UnsupportedMediaTypeError(BadRequestError):
-    """415: the body is not JSON."""
-
-    status, status_code = falcon.HTTP_415, 415
+from cobrowse.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 
-def read_json_object(
-    req: falcon.Request, limit: int, operation: str, *, required: bool
+async def read_json_object(
+    req: falcon.asgi.Request, limit: int, operation: str, *, required: bool
 ) -> dict[str, Any] | None:
     """Return the body as a JSON object, None when empty and not required.
 
@@ -28,12 +22,14 @@ def read_json_object(
     if length is not None and length > limit:
         raise PayloadTooLargeError(f"The body is over the {limit}-byte limit.", operation=operation)
     try:
-        raw = _read_at_most(req, length, limit + 1)
-    except ApiError:
-        raise  # the server's deadline on a slow client (cobrowse.ops.workers): 408
+        # The server decodes chunked bodies; a slow body is cut off by the server (408).
+        raw: bytes = await req.stream.read(limit + 1) if length != 0 else b""
     except Exception as error:
         # The server could not decode the body: a malformed chunk, or a client that left.
         raise BadRequestError("The body could not be read.", operation=operation) from error
+    if length is not None and len(raw) < length:
+        # The client left (or was cut off) before its whole body arrived.
+        raise BadRequestError("The body could not be read.", operation=operation)
     if len(raw) > limit:
         raise PayloadTooLargeError(f"The body is over the {limit}-byte limit.", operation=operation)
     if not raw.strip():
@@ -53,12 +49,3 @@ def read_json_object(
     if not isinstance(body, dict):
         raise BadRequestError("The body must be a JSON object.", operation=operation)
     return body
-
-
-def _read_at_most(req: falcon.Request, length: int | None, size: int) -> bytes:
-    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
-        # Falcon's bounded stream reads nothing without a Content-Length; the server decodes
-        # the chunks, and its stream ends with the body.
-        data: bytes = req.stream.read(size)
-        return data
-    return req.bounded_stream.read(size) if length != 0 else b""

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
 
-import falcon
+import falcon.asgi
 
 
 class TrustedProxies:
@@ -31,18 +31,19 @@ class ClientResolver:
     def __init__(self, trusted_proxies: Iterable[str]) -> None:
         self.is_trusted = TrustedProxies(trusted_proxies).contains
 
-    def address(self, req: falcon.Request) -> str:
+    def address(self, req: falcon.asgi.Request) -> str:
         """Return the client's address: the first X-Forwarded-For entry behind a trusted proxy."""
-        peer = req.remote_addr or ""
-        if self.is_trusted(peer):
-            forwarded = req.get_header("X-Forwarded-For")
-            if forwarded:
-                first = forwarded.split(",", 1)[0].strip()
-                if first and len(first) <= 64:
-                    return first
+        return self.address_from(req.remote_addr or "", req.get_header("X-Forwarded-For"))
+
+    def address_from(self, peer: str, forwarded_for: str | None) -> str:
+        """Return the client's address from its peer address and its X-Forwarded-For."""
+        if forwarded_for and self.is_trusted(peer):
+            first = forwarded_for.split(",", 1)[0].strip()
+            if first and len(first) <= 64:
+                return first
         return peer
 
-    def is_https(self, req: falcon.Request) -> bool:
+    def is_https(self, req: falcon.asgi.Request) -> bool:
         """Return whether the client reached us over HTTPS, directly or via a trusted proxy."""
         if req.scheme == "https":
             return True

@@ -39,21 +39,24 @@ class CorsMiddleware:
     def __init__(self, policy: OriginPolicy) -> None:
         self.policy = policy
 
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    async def process_resource(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
+        params: dict[str, Any],
     ) -> None:
         operations: dict[str, Operation] | None = getattr(resource, "operations", None)
         if operations is None:
             return
         resp.vary = ("Origin",)
-        environ = req.env  # direct WSGI lookups: this runs on every API request
-        header = environ.get("HTTP_ORIGIN")
+        header = req.get_header("Origin")
         is_referer = False
         if header is None:
-            header = environ.get("HTTP_REFERER")
+            header = req.get_header("Referer")
             is_referer = header is not None
         if req.method == "OPTIONS":
-            requested = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+            requested = req.get_header("Access-Control-Request-Method")
             if header is not None and requested is not None and not is_referer:
                 self._preflight(resp, operations, header, requested.upper())
             return
@@ -90,7 +93,7 @@ class CorsMiddleware:
 
     def _preflight(
         self,
-        resp: falcon.Response,
+        resp: falcon.asgi.Response,
         operations: dict[str, Operation],
         header: str,
         requested_method: str,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import falcon
+import falcon.asgi
 
-from cobrowse.observe.accesslog import AccessLog, request_id_from, utc_timestamp
+from cobrowse.observe.accesslog import AccessLog, request_id_from
 from cobrowse.observe.metrics import HttpObserver
 from cobrowse.web.clientinfo import ClientResolver
 
@@ -30,30 +30,31 @@ class ObservabilityMiddleware:
         self.node_name = node_name
         self.clients = clients
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.started = time.perf_counter()
-        request_id = request_id_from(req.env.get("HTTP_X_REQUEST_ID"))
+        request_id = request_id_from(req.get_header("X-Request-ID"))
         req.context.request_id = request_id
         resp.set_header("X-Request-ID", request_id)
 
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    async def process_response(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
+        req_succeeded: bool,
     ) -> None:
         seconds = time.perf_counter() - req.context.started
         # The URI template, never the path: paths carry tokens.
-        route = req.uri_template or "unmatched"
+        route = req.uri_template or getattr(req.context, "route", None) or "unmatched"
         status = resp.status_code
         self.observer.request_done(route, req.method, status, seconds)
         if self.access_log is not None:
-            self.access_log.record(
-                {
-                    "time": utc_timestamp(time.time()),
-                    "method": req.method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "client": self.clients.address(req),
-                    "node": self.node_name,
-                    "request_id": req.context.request_id,
-                }
+            self.access_log.record_request(
+                req.method,
+                route,
+                status,
+                seconds,
+                client=self.clients.address(req),
+                node=self.node_name,
+                request_id=req.context.request_id,
             )

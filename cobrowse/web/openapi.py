@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 contract of a node's API and of the router's own endpoints.
+"""The OpenAPI 3.1 contract of a node's API (the router's is `lb/openapi.py`).
 
 `build_document()` returns it for the default context path `/cobrowse`; `document_for(settings)`
 returns it for one node, which serves it at `<context>/openapi.json`.
@@ -13,48 +13,53 @@ import sys
 from typing import Any
 
 from cobrowse.config.origins import OPERATIONS
-from cobrowse.config.settings import DEFAULT_CONTEXT_PATH, NodeSettings, split_bind
+from cobrowse.config.settings import DEFAULT_CONTEXT_PATH, NodeSettings
 from cobrowse.sessions.screencapture import ACTIONS
-from cobrowse.sessions.tokens import SESSION_TOKEN, USER_TOKEN
+from cobrowse.sessions.tokens import (
+    ISSUED_SESSION_TOKEN,
+    ISSUED_USER_TOKEN,
+    SESSION_TOKEN,
+    USER_TOKEN,
+)
 
-# Tokens exactly as the node validates them; in ECMA-262 patterns `$` ends the string, as the
-# node's `fullmatch` does.
+# Tokens exactly as the node validates them (in requests) and issues them (in answers); in
+# ECMA-262 patterns `$` ends the string, as the node's `fullmatch` does.
 SESSION_TOKEN_PATTERN = SESSION_TOKEN.pattern
 USER_TOKEN_PATTERN = USER_TOKEN.pattern
+ISSUED_SESSION_TOKEN_PATTERN = ISSUED_SESSION_TOKEN.pattern
+ISSUED_USER_TOKEN_PATTERN = ISSUED_USER_TOKEN.pattern
 EXAMPLE_SESSION_TOKEN = "145006310"  # noqa: S105 (a format example, not a secret)
 EXAMPLE_USER_TOKEN = "1Xc0aZ3b4c5d6e7f8g9h0iQ"  # noqa: S105 (a format example, not a secret)
 EXAMPLE_ORIGIN = "https://www.example.com"
-DEFAULT_ROUTER_URL = "http://127.0.0.1:8700"
-ROUTER_TAG = "router"
 
 JSON = "application/json"
 Schema = dict[str, Any]
 
 
-def _ref(kind: str, name: str) -> Schema:
+def ref(kind: str, name: str) -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _error(description: str, *headers: str) -> Schema:
+def error_response(description: str, *headers: str) -> Schema:
     """A response whose body is the one error shape, with `headers` from the components.
 
     A header is named as in the response, `Name` or `Name:Component` when the component differs.
     """
     response: Schema = {
         "description": description,
-        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID")},
-        "content": {JSON: {"schema": _ref("schemas", "Error")}},
+        "headers": {"X-Request-ID": ref("headers", "X-Request-ID")},
+        "content": {JSON: {"schema": ref("schemas", "Error")}},
     }
     for header in headers:
         name, _, component = header.partition(":")
-        response["headers"][name] = _ref("headers", component or name)
+        response["headers"][name] = ref("headers", component or name)
     return response
 
 
 def _ok(description: str, schema: Schema | None = None, **headers: Schema) -> Schema:
     response: Schema = {
         "description": description,
-        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID"), **headers},
+        "headers": {"X-Request-ID": ref("headers", "X-Request-ID"), **headers},
     }
     if schema is not None:
         response["content"] = {JSON: {"schema": schema}}
@@ -62,7 +67,7 @@ def _ok(description: str, schema: Schema | None = None, **headers: Schema) -> Sc
 
 
 CORS_HEADERS = {
-    name: _ref("headers", name)
+    name: ref("headers", name)
     for name in (
         "Access-Control-Allow-Origin",
         "Access-Control-Allow-Credentials",
@@ -82,9 +87,9 @@ def _api_operation(
 ) -> Schema:
     """An operation under CORS control and rate limits: their errors come with it."""
     common = {
-        "403": _ref("responses", "Forbidden"),
-        "429": _ref("responses", "RateLimited"),
-        "503": _ref("responses", "StoreUnavailable"),
+        "403": ref("responses", "Forbidden"),
+        "429": ref("responses", "RateLimited"),
+        "503": ref("responses", "StoreUnavailable"),
     }
     operation: Schema = {
         "operationId": operation_id,
@@ -100,10 +105,10 @@ def _api_operation(
 
 def _common_request_headers() -> list[Schema]:
     return [
-        _ref("parameters", "Referer"),
-        _ref("parameters", "X-Request-ID"),
-        _ref("parameters", "gcbSessionServerHeader"),
-        _ref("parameters", "gcbSessionServerCookie"),
+        ref("parameters", "Referer"),
+        ref("parameters", "X-Request-ID"),
+        ref("parameters", "gcbSessionServerHeader"),
+        ref("parameters", "gcbSessionServerCookie"),
     ]
 
 
@@ -120,34 +125,34 @@ def _preflight(operation_id: str, token: str | None = None) -> Schema:
         "tags": ["cors"],
         "parameters": [
             *any_token,
-            _ref("parameters", "OptionalOrigin"),
-            _ref("parameters", "Access-Control-Request-Method"),
-            _ref("parameters", "Access-Control-Request-Headers"),
+            ref("parameters", "OptionalOrigin"),
+            ref("parameters", "Access-Control-Request-Method"),
+            ref("parameters", "Access-Control-Request-Headers"),
         ],
         "responses": {
             "200": {
                 "description": "The preflight passed (CORS headers), or the methods (`Allow`).",
                 "headers": {
-                    "X-Request-ID": _ref("headers", "X-Request-ID"),
+                    "X-Request-ID": ref("headers", "X-Request-ID"),
                     "Allow": {"schema": {"type": "string"}},
-                    "Access-Control-Allow-Origin": _ref("headers", "Access-Control-Allow-Origin"),
+                    "Access-Control-Allow-Origin": ref("headers", "Access-Control-Allow-Origin"),
                     "Access-Control-Allow-Methods": {"schema": {"type": "string"}},
                     "Access-Control-Allow-Headers": {"schema": {"type": "string"}},
                     "Access-Control-Max-Age": {"schema": {"type": "string", "pattern": "^[0-9]+$"}},
                 },
             },
-            "403": _ref("responses", "Forbidden"),
+            "403": ref("responses", "Forbidden"),
         },
     }
 
 
 def _elsewhere() -> dict[str, Schema]:
-    return {"307": _ref("responses", "Redirect"), "421": _ref("responses", "Misdirected")}
+    return {"307": ref("responses", "Redirect"), "421": ref("responses", "Misdirected")}
 
 
 def _user_operations(live: str) -> dict[str, Schema]:
-    user = [_ref("parameters", "X-CSRF-Token")]
-    token = [_ref("parameters", "userToken")]
+    user = [ref("parameters", "X-CSRF-Token")]
+    token = [ref("parameters", "userToken")]
     csrf = "a session created with `X-Support-CSRFP: true` needs its `X-CSRF-Token`"
     return {
         f"{live}/users/{{userToken}}/session/stop": {
@@ -158,10 +163,10 @@ def _user_operations(live: str) -> dict[str, Schema]:
                 "controller",
                 user,
                 {
-                    "200": _ok("The session's times, UTC ms.", _ref("schemas", "StoppedSession")),
-                    "400": _ref("responses", "BadRequest"),
-                    "403": _error(f"Origin refused, or {csrf}."),
-                    "404": _ref("responses", "NotFound"),
+                    "200": _ok("The session's times, UTC ms.", ref("schemas", "StoppedSession")),
+                    "400": ref("responses", "BadRequest"),
+                    "403": error_response(f"Origin refused, or {csrf}."),
+                    "404": ref("responses", "NotFound"),
                     **_elsewhere(),
                 },
             ),
@@ -176,10 +181,12 @@ def _user_operations(live: str) -> dict[str, Schema]:
                 user,
                 {
                     "200": _ok("The session is live (empty body)."),
-                    "400": _ref("responses", "BadRequest"),
-                    "401": _error("The session has ended: create a new one.", "WWW-Authenticate"),
-                    "403": _error(f"Origin refused, or {csrf}."),
-                    "404": _ref("responses", "NotFound"),
+                    "400": ref("responses", "BadRequest"),
+                    "401": error_response(
+                        "The session has ended: create a new one.", "WWW-Authenticate"
+                    ),
+                    "403": error_response(f"Origin refused, or {csrf}."),
+                    "404": ref("responses", "NotFound"),
                     **_elsewhere(),
                 },
             ),
@@ -193,18 +200,20 @@ def _user_operations(live: str) -> dict[str, Schema]:
                 "controller",
                 user,
                 {
-                    "200": _ok("The state after the action.", _ref("schemas", "ScreenCapture")),
-                    "400": _ref("responses", "BadRequest"),
-                    "403": _error(f"Origin refused, or {csrf}."),
-                    "404": _ref("responses", "NotFound"),
-                    "409": _error("An impossible transition; the body names the current state."),
-                    "413": _ref("responses", "TooLarge"),
-                    "415": _ref("responses", "UnsupportedMediaType"),
+                    "200": _ok("The state after the action.", ref("schemas", "ScreenCapture")),
+                    "400": ref("responses", "BadRequest"),
+                    "403": error_response(f"Origin refused, or {csrf}."),
+                    "404": ref("responses", "NotFound"),
+                    "409": error_response(
+                        "An impossible transition; the body names the current state."
+                    ),
+                    "413": ref("responses", "TooLarge"),
+                    "415": ref("responses", "UnsupportedMediaType"),
                     **_elsewhere(),
                 },
                 request_body={
                     "required": True,
-                    "content": {JSON: {"schema": _ref("schemas", "ScreenCaptureAction")}},
+                    "content": {JSON: {"schema": ref("schemas", "ScreenCaptureAction")}},
                 },
             ),
             "options": _preflight("sessionsScreenCapturePreflight", "userToken"),
@@ -220,6 +229,13 @@ def _created_links(example_origin: str) -> dict[str, Schema]:
     return {
         "GetSession": {
             "operationId": "sessionsGet",
+            "parameters": {
+                "sessionToken": "$response.body#/sessionToken",
+                "header.Origin": example_origin,
+            },
+        },
+        "JoinSession": {
+            "operationId": "sessionsJoin",
             "parameters": {
                 "sessionToken": "$response.body#/sessionToken",
                 "header.Origin": example_origin,
@@ -255,44 +271,95 @@ def _session_operations(live: str, example_origin: str) -> dict[str, Schema]:
                 "sessionsCreate",
                 "Create Session on this node.",
                 "sessions",
-                [_ref("parameters", "OptionalOrigin"), _ref("parameters", "X-Support-CSRFP")],
+                [ref("parameters", "OptionalOrigin"), ref("parameters", "X-Support-CSRFP")],
                 {
                     "200": {
                         **_ok(
                             "The new session; the node sticks the client with a cookie and a "
                             "header.",
-                            _ref("schemas", "CreatedSession"),
+                            ref("schemas", "CreatedSession"),
                             **created_headers,
                         ),
                         "links": _created_links(example_origin),
                     },
-                    "400": _ref("responses", "BadRequest"),
-                    "413": _ref("responses", "TooLarge"),
-                    "415": _ref("responses", "UnsupportedMediaType"),
+                    "400": ref("responses", "BadRequest"),
+                    "413": ref("responses", "TooLarge"),
+                    "415": ref("responses", "UnsupportedMediaType"),
                 },
                 request_body={
                     "required": False,
-                    "description": "Empty, or one JSON object (ignored).",
-                    "content": {JSON: {"schema": {"type": "object"}}},
+                    "description": "Empty, or a JSON object; `userData` attaches data.",
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "userData": {
+                                        "type": "object",
+                                        "maxProperties": 32,
+                                        "propertyNames": {"minLength": 1, "maxLength": 64},
+                                        "additionalProperties": {
+                                            "type": "string",
+                                            "maxLength": 1024,
+                                        },
+                                    }
+                                },
+                            }
+                        }
+                    },
                 },
             ),
             "options": _preflight("sessionsCreatePreflight"),
         },
         f"{live}/sessions/{{sessionToken}}": {
-            "parameters": [_ref("parameters", "sessionToken")],
+            "parameters": [ref("parameters", "sessionToken")],
             "get": _api_operation(
                 "sessionsGet",
                 "Get Session: needs an allowed Origin (or Referer).",
                 "sessions",
-                [_ref("parameters", "RequiredOrigin")],
+                [ref("parameters", "RequiredOrigin")],
                 {
-                    "200": _ok("The live session.", _ref("schemas", "Session"), **CORS_HEADERS),
-                    "400": _ref("responses", "BadRequest"),
-                    "404": _ref("responses", "NotFound"),
+                    "200": _ok("The live session.", ref("schemas", "Session"), **CORS_HEADERS),
+                    "400": ref("responses", "BadRequest"),
+                    "404": ref("responses", "NotFound"),
                     **_elsewhere(),
                 },
             ),
             "options": _preflight("sessionsGetPreflight", "sessionToken"),
+        },
+        f"{live}/sessions/{{sessionToken}}/join": {
+            "parameters": [ref("parameters", "sessionToken")],
+            "post": _api_operation(
+                "sessionsJoin",
+                "Join Session as an agent (REALTIME.md): then open the channel with the "
+                "userToken. Needs an allowed Origin (or Referer); rate-limited by default.",
+                "sessions",
+                [ref("parameters", "RequiredOrigin")],
+                {
+                    "200": _ok(
+                        "The agent's tokens.", ref("schemas", "JoinedSession"), **CORS_HEADERS
+                    ),
+                    "400": ref("responses", "BadRequest"),
+                    "404": ref("responses", "NotFound"),
+                    "409": error_response("The session already has `[session] maxAgents` agents."),
+                    "413": ref("responses", "TooLarge"),
+                    "415": ref("responses", "UnsupportedMediaType"),
+                    **_elsewhere(),
+                },
+                request_body={
+                    "required": False,
+                    "description": 'Empty, or `{"name": <display name, at most 64 characters>}`.',
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"name": {"type": "string", "maxLength": 64}},
+                            }
+                        }
+                    },
+                },
+            ),
+            "options": _preflight("sessionsJoinPreflight", "sessionToken"),
         },
     }
 
@@ -309,14 +376,14 @@ def _node_operations(context: str, *, metrics: bool) -> dict[str, Schema]:
                 **CORS_HEADERS,
             },
         ),
-        "403": _ref("responses", "Forbidden"),
-        "404": _error("Draining: no new sessions, sticky traffic continues."),
-        "429": _ref("responses", "RateLimited"),
-        "503": _error("Not ready: the store is unavailable or the node is shutting down."),
+        "403": ref("responses", "Forbidden"),
+        "404": error_response("Draining: no new sessions, sticky traffic continues."),
+        "429": ref("responses", "RateLimited"),
+        "503": error_response("Not ready: the store is unavailable or the node is shutting down."),
     }
     health = {
         "tags": ["operations"],
-        "parameters": [_ref("parameters", "OptionalOrigin"), _ref("parameters", "X-Request-ID")],
+        "parameters": [ref("parameters", "OptionalOrigin"), ref("parameters", "X-Request-ID")],
         "responses": health_responses,
     }
     paths: dict[str, Schema] = {
@@ -343,68 +410,11 @@ def _node_operations(context: str, *, metrics: bool) -> dict[str, Schema]:
                 "responses": {
                     "200": {
                         "description": "The Prometheus text format.",
-                        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID")},
+                        "headers": {"X-Request-ID": ref("headers", "X-Request-ID")},
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     }
                 },
             }
-        }
-    return paths
-
-
-def _router_operations(router_url: str) -> dict[str, Schema]:
-    """`/health`, `/lb/status` and `/lb/metrics` (lb/admin.py): GET and HEAD, on the router."""
-    servers = [{"url": router_url, "description": "the router ([lb] bind)"}]
-    errors = {
-        "405": _error("Only GET and HEAD are allowed.", "Allow"),
-    }
-    endpoints: dict[str, tuple[str, str, dict[str, Schema]]] = {
-        "/health": (
-            "routerHealth",
-            "200 while at least one node is up.",
-            {
-                "200": {"description": "A node is up (empty body)."},
-                "503": _error("No node is up.", "Retry-After"),
-            },
-        ),
-        "/lb/status": (
-            "routerStatus",
-            "Each node's state; a self-refreshing page with `Accept: text/html`.",
-            {
-                "200": {
-                    "description": "The router's view of the cluster.",
-                    "content": {
-                        JSON: {"schema": _ref("schemas", "RouterStatus")},
-                        "text/html": {"schema": {"type": "string"}},
-                    },
-                }
-            },
-        ),
-        "/lb/metrics": (
-            "routerMetrics",
-            "The router's Prometheus metrics.",
-            {
-                "200": {
-                    "description": "The Prometheus text format.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                },
-                "404": _error("Metrics are switched off ([metrics] enabled = false)."),
-            },
-        ),
-    }
-    paths: dict[str, Schema] = {}
-    for path, (operation_id, summary, responses) in endpoints.items():
-        paths[path] = {
-            "servers": servers,
-            **{
-                method: {
-                    "operationId": f"{operation_id}{method.capitalize()}",
-                    "summary": summary,
-                    "tags": [ROUTER_TAG],
-                    "responses": {**responses, **errors},
-                }
-                for method in ("get", "head")
-            },
         }
     return paths
 
@@ -424,7 +434,11 @@ def _parameters(example_origin: str) -> dict[str, Schema]:
             "name": "sessionToken",
             "in": "path",
             "required": True,
-            "description": "Exactly 9 digits; the first is the ring epoch plus one.",
+            "description": (
+                "Exactly 9 digits, as the customer read them out. The node issues tokens whose "
+                "first digit is the ring epoch plus one; any other 9 digits are simply not a "
+                "live session (404)."
+            ),
             "schema": {"type": "string", "pattern": SESSION_TOKEN_PATTERN},
             "example": EXAMPLE_SESSION_TOKEN,
         },
@@ -432,7 +446,11 @@ def _parameters(example_origin: str) -> dict[str, Schema]:
             "name": "userToken",
             "in": "path",
             "required": True,
-            "description": "A digit (ring epoch plus one), then 22 URL-safe base64 characters.",
+            "description": (
+                "Up to 64 URL-safe characters. The node issues a digit (ring epoch plus one) "
+                "then 22 URL-safe base64 characters; anything else URL-safe is simply not a "
+                "live token (404)."
+            ),
             "schema": {"type": "string", "pattern": USER_TOKEN_PATTERN},
             "example": EXAMPLE_USER_TOKEN,
         },
@@ -501,9 +519,13 @@ def _schemas() -> dict[str, Schema]:
             "type": "object",
             "required": ["sessionToken", "sessionServerName", "userToken"],
             "properties": {
-                "sessionToken": {"type": "string", "pattern": SESSION_TOKEN_PATTERN},
+                "sessionToken": {"type": "string", "pattern": ISSUED_SESSION_TOKEN_PATTERN},
                 "sessionServerName": {"type": "string"},
-                "userToken": {"type": "string", "pattern": USER_TOKEN_PATTERN},
+                "userToken": {"type": "string", "pattern": ISSUED_USER_TOKEN_PATTERN},
+                "sessionServerUrl": {
+                    "type": "string",
+                    "description": "The node's serverUrl: open the channel under it.",
+                },
             },
             "additionalProperties": False,
         },
@@ -511,10 +533,27 @@ def _schemas() -> dict[str, Schema]:
             "type": "object",
             "required": ["sessionToken", "sessionServerName", "screenCapture"],
             "properties": {
-                "sessionToken": {"type": "string", "pattern": SESSION_TOKEN_PATTERN},
+                "sessionToken": {"type": "string", "pattern": ISSUED_SESSION_TOKEN_PATTERN},
                 "sessionServerName": {"type": "string"},
                 "sessionServerUrl": {"type": "string", "description": "The node's serverUrl."},
                 "screenCapture": capture_state,
+            },
+            "additionalProperties": False,
+        },
+        "JoinedSession": {
+            "type": "object",
+            "required": ["userToken", "userId", "sessionToken", "sessionServerName", "userData"],
+            "properties": {
+                "userToken": {"type": "string", "pattern": ISSUED_USER_TOKEN_PATTERN},
+                "userId": {"type": "string"},
+                "sessionToken": {"type": "string", "pattern": ISSUED_SESSION_TOKEN_PATTERN},
+                "sessionServerName": {"type": "string"},
+                "sessionServerUrl": {"type": "string", "description": "The node's serverUrl."},
+                "userData": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "The attached data agents may read.",
+                },
             },
             "additionalProperties": False,
         },
@@ -535,73 +574,34 @@ def _schemas() -> dict[str, Schema]:
             "properties": {"screen-capture": capture_state},
             "additionalProperties": False,
         },
-        "RouterStatus": {
-            "type": "object",
-            "required": ["ringEpoch", "nodes"],
-            "properties": {
-                "ringEpoch": {"type": "integer", "minimum": 0},
-                "nodes": {"type": "array", "items": _ref("schemas", "RouterNode")},
-            },
-            "additionalProperties": False,
-        },
-        "RouterNode": {
-            "type": "object",
-            "required": [
-                "name",
-                "url",
-                "state",
-                "backup",
-                "lastCheck",
-                "lastResult",
-                "consecutiveFailures",
-                "consecutiveSuccesses",
-                "ringShare",
-                "requests",
-                "requestRate",
-                "liveSessions",
-            ],
-            "properties": {
-                "name": {"type": "string"},
-                "url": {"type": "string"},
-                "state": {"type": "string", "enum": ["up", "draining", "down"]},
-                "backup": {"type": "boolean"},
-                "lastCheck": {"type": ["integer", "null"]},
-                "lastResult": {"type": ["string", "null"]},
-                "consecutiveFailures": {"type": "integer", "minimum": 0},
-                "consecutiveSuccesses": {"type": "integer", "minimum": 0},
-                "ringShare": {"type": "number", "minimum": 0, "maximum": 1},
-                "requests": {"type": "integer", "minimum": 0},
-                "requestRate": {"type": "number", "minimum": 0},
-                "liveSessions": {"type": ["integer", "null"]},
-            },
-            "additionalProperties": False,
-        },
     }
 
 
 def _responses() -> dict[str, Schema]:
     return {
-        "BadRequest": _error("A malformed token or body."),
-        "Forbidden": _error("The origin, or the operation for this origin, is refused."),
-        "NotFound": _error("No such live session or userToken."),
-        "MethodNotAllowed": _error(
+        "BadRequest": error_response("A malformed token or body."),
+        "Forbidden": error_response("The origin, or the operation for this origin, is refused."),
+        "NotFound": error_response("No such live session or userToken."),
+        "MethodNotAllowed": error_response(
             "Any method a path does not list (its `Allow` names those it does).", "Allow"
         ),
-        "TooLarge": _error("The body is over `[security] maxBodySize`."),
-        "UnsupportedMediaType": _error("A body that is not `application/json`."),
-        "RateLimited": _error(
+        "TooLarge": error_response("The body is over `[security] maxBodySize`."),
+        "UnsupportedMediaType": error_response("A body that is not `application/json`."),
+        "RateLimited": error_response(
             "The client is in quarantine for this operation (`Retry-After`, unless forever).",
             "Retry-After:OptionalRetryAfter",
         ),
-        "StoreUnavailable": _error("The session store is unusable right now.", "Retry-After"),
-        "Redirect": _error(
+        "StoreUnavailable": error_response(
+            "The session store is unusable right now.", "Retry-After"
+        ),
+        "Redirect": error_response(
             "The token is hosted on another node: repeat the request at `Location`.", "Location"
         ),
-        "Misdirected": _error("The token is hosted on another node that has no serverUrl."),
+        "Misdirected": error_response("The token is hosted on another node that has no serverUrl."),
     }
 
 
-def _headers() -> dict[str, Schema]:
+def response_headers() -> dict[str, Schema]:
     def header(description: str, required: bool = True, **schema: Any) -> Schema:
         return {
             "description": description,
@@ -626,7 +626,6 @@ def _headers() -> dict[str, Schema]:
 def build_document(
     context_path: str = DEFAULT_CONTEXT_PATH,
     *,
-    router_url: str = DEFAULT_ROUTER_URL,
     example_origin: str = EXAMPLE_ORIGIN,
     metrics: bool = True,
 ) -> dict[str, Any]:
@@ -638,7 +637,8 @@ def build_document(
             "title": "Co-browse session server",
             "version": "1",
             "description": (
-                "The live-session API of a node, and the router's own endpoints. Every error is "
+                "The live-session API of a node (the router documents its own endpoints at "
+                "`/lb/openapi.json`). Every error is "
                 "JSON of the `Error` shape. A method a path does not list answers 405 "
                 "(`#/components/responses/MethodNotAllowed`); an unknown path 404; a bug 500 "
                 "with a generic message."
@@ -648,25 +648,21 @@ def build_document(
             **_session_operations(live, example_origin),
             **_user_operations(live),
             **_node_operations(context_path, metrics=metrics),
-            **_router_operations(router_url),
         },
         "components": {
             "schemas": _schemas(),
             "parameters": _parameters(example_origin),
             "responses": _responses(),
-            "headers": _headers(),
+            "headers": response_headers(),
         },
     }
 
 
 def document_for(settings: NodeSettings) -> dict[str, Any]:
-    """Return the document as one node serves it: its context path, router and origins."""
+    """Return the document as one node serves it: its context path and origins."""
     cluster = settings.cluster
-    host, port = split_bind(cluster.router.bind)
-    host = f"[{host}]" if ":" in host else host
     return build_document(
         settings.context_path,
-        router_url=f"http://{host}:{port}",
         example_origin=_allowed_origin_example(settings) or EXAMPLE_ORIGIN,
         metrics=cluster.metrics.enabled,
     )

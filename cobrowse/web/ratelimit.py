@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import falcon
+import falcon.asgi
 
 from cobrowse.clock import Clock
 from cobrowse.config.settings import RateLimitSettings
 from cobrowse.errors import RateLimitedError
 from cobrowse.store import RateLimitStore
 from cobrowse.web.clientinfo import ClientResolver
-
-# `rateLimit` covers the session API; health probes from load balancers would otherwise trip a
-# modest limit and take the node out. `rateLimit.health` still limits them when set explicitly.
-EXEMPT_FROM_DEFAULT = frozenset({"health"})
 
 
 def quarantine_message(operation: str, delay_s: float) -> str:
@@ -52,22 +48,20 @@ class RateLimitMiddleware:
         self.clock = clock
         self.quarantine_ms = round(settings.quarantine_delay * 1000)
 
-    def limit_for(self, operation: str) -> int:
-        explicit = self.settings.per_operation.get(operation)
-        if explicit is not None:
-            return explicit
-        return 0 if operation in EXEMPT_FROM_DEFAULT else self.settings.default_per_minute
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    async def process_resource(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        resource: Any,
+        params: dict[str, Any],
     ) -> None:
         operation: str | None = getattr(req.context, "operation", None)
         if operation is None:
             return
-        limit = self.limit_for(operation)
+        limit = self.settings.limit_for(operation)
         if limit <= 0:
             return  # unlimited: no counting, no write
-        decision = self.store.hit(
+        decision = await self.store.hit(
             self.clients.address(req), operation, self.clock.now_ms(), limit, self.quarantine_ms
         )
         if decision.allowed:

@@ -2,8 +2,8 @@
 
 Each gets a clear 4xx JSON answer in the one error shape (or, where ignoring the input is right,
 a normal answer), and the cluster keeps serving afterwards. One cluster serves the whole module:
-two nodes of two workers, whose Gunicorn `timeout` (the time a request may take to arrive) is cut
-to a few seconds, and the router with `[lb] clientTimeout = 2`.
+two nodes of two workers, whose `[security] requestTimeout` (the time a request may take to
+arrive) is cut to a few seconds, and the router with `[lb] clientTimeout = 2`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import select
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,17 +25,10 @@ from tests.helpers import COBROWSE, Process, wait_until, wait_until_responds, wr
 
 pytestmark = pytest.mark.bad_input
 
-NODE_REQUEST_TIMEOUT_S = 4  # Gunicorn's `timeout`, which the node's worker applies to requests
+NODE_REQUEST_TIMEOUT_S = 4  # [security] requestTimeout
 ROUTER_CLIENT_TIMEOUT_S = 2
 ALLOWED = "http://localhost:8080"
 ERROR_FIELDS = {"errorMessage", "request", "node", "screen-capture"}
-# `cobrowse node` with a shorter Gunicorn timeout, so that a trickling client is cut off quickly.
-LAUNCH_NODE = (
-    "import sys\n"
-    "from cobrowse.config.loader import load_cluster\n"
-    "from cobrowse.ops.node import run_node\n"
-    "run_node(load_cluster(sys.argv[1]).node_settings(sys.argv[2]), {'timeout': int(sys.argv[3])})"
-)
 
 
 @dataclass
@@ -62,7 +54,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         directory,
         nodes=2,
         workers=2,
-        sections={"lb": {"clientTimeout": str(ROUTER_CLIENT_TIMEOUT_S)}},
+        sections={
+            "lb": {"clientTimeout": str(ROUTER_CLIENT_TIMEOUT_S)},
+            "security": {"requestTimeout": str(NODE_REQUEST_TIMEOUT_S)},
+        },
     )
     config = load_cluster(config_path)
     processes: list[Process] = []
@@ -70,14 +65,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for node in config.nodes:
             processes.append(
                 Process(
-                    [
-                        sys.executable,
-                        "-c",
-                        LAUNCH_NODE,
-                        str(config_path),
-                        node.name,
-                        str(NODE_REQUEST_TIMEOUT_S),
-                    ],
+                    [COBROWSE, "node", "--config", str(config_path), "--name", node.name],
                     directory / f"{node.name}.log",
                 )
             )
@@ -556,8 +544,7 @@ class Trickle:
 
 def serve_others_while(trickle: Trickle, base: str, reliability) -> list[float]:
     """Create sessions on fresh connections until the trickle ends; return their latencies."""
-    # Others come while the slow client is under way: a worker stops accepting connections once
-    # its thread has been held up for 0.1 s (cobrowse.ops.workers.HELD_UP_S).
+    # Others come while the slow client is under way: each worker's event loop serves them.
     time.sleep(0.3)
     latencies = []
     while trickle.thread.is_alive():

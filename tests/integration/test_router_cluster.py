@@ -148,6 +148,7 @@ def test_a_reload_that_would_remap_tokens_is_refused(tmp_path):
 
 def test_the_cluster_command_stops_every_process_it_started(tmp_path):
     port = free_port_block(3)  # the router, then the nodes on the next ports
+    demo_port = free_port()
     output_path = tmp_path / "output.txt"
     with output_path.open("wb") as output_file:
         command = subprocess.Popen(
@@ -162,6 +163,8 @@ def test_the_cluster_command_stops_every_process_it_started(tmp_path):
                 str(port),
                 "--data-dir",
                 str(tmp_path),
+                "--demo-port",
+                str(demo_port),
             ],
             stdout=output_file,
             stderr=subprocess.STDOUT,
@@ -169,8 +172,13 @@ def test_the_cluster_command_stops_every_process_it_started(tmp_path):
     try:
         wait_until(lambda: "cluster URL" in output_path.read_text(), 40, "cluster table printed")
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        # The demo site, with the script tag pointing at the cluster, and the agent console.
+        demo = requests.get(f"http://127.0.0.1:{demo_port}/", timeout=5)
+        assert f'data-cluster-url="http://127.0.0.1:{port}/cobrowse"' in demo.text
+        console = requests.get(f"http://127.0.0.1:{port}/cobrowse/agent/", timeout=5)
+        assert console.status_code == 200
         started = children_of(command.pid)
-        assert len(started) == 3  # two nodes and the router
+        assert len(started) == 4  # two nodes, the router and the demo site
         descendants = started + [pid for parent in started for pid in children_of(parent)]
     finally:
         command.send_signal(signal.SIGTERM)
@@ -178,6 +186,8 @@ def test_the_cluster_command_stops_every_process_it_started(tmp_path):
     output = output_path.read_text()
     assert command.returncode == 0, output
     assert "node-1" in output
+    assert f"http://localhost:{demo_port}/" in output
+    assert f"http://127.0.0.1:{port}/cobrowse/agent/" in output
     time.sleep(0.2)
     alive = [pid for pid in descendants if os.path.exists(f"/proc/{pid}")]
     assert alive == [], f"left behind: {alive}"

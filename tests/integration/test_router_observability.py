@@ -148,3 +148,19 @@ def test_status_page_in_headless_chromium(cluster, tmp_path):
     )
     assert os.path.getsize(screenshot) > 1000
     assert requests.get(url, timeout=5).headers["Content-Type"].startswith("application/json")
+
+
+def test_the_router_serves_its_own_contract_and_answers_by_it(cluster):
+    import jsonschema_rs
+
+    document = requests.get(f"{cluster.router_url}/lb/openapi.json", timeout=5).json()
+    assert set(document["paths"]) == {"/health", "/lb/status", "/lb/openapi.json", "/lb/metrics"}
+    schemas = document["components"]["schemas"]
+    status_schema = {**schemas["RouterStatus"], "$defs": schemas}
+    status_schema = json.loads(
+        json.dumps(status_schema).replace("#/components/schemas/", "#/$defs/")
+    )
+    jsonschema_rs.validate(status_schema, cluster.status())
+    # The node's own document no longer promises the router's endpoints.
+    node_document = requests.get(f"{cluster.router_url}/cobrowse/openapi.json", timeout=5).json()
+    assert "/lb/status" not in node_document["paths"]

@@ -16,7 +16,10 @@ DEADLINE_S = 150  # a hang fails the test instead of the suite's global timeout
 
 
 def test_schemathesis_finds_no_server_error_and_no_broken_contract(tmp_path):
-    config = write_cluster(tmp_path, nodes=1, workers=2)
+    # Joining is rate-limited by default (10 a minute): the fuzzer checks the contract, not that.
+    config = write_cluster(
+        tmp_path, nodes=1, workers=2, sections={"security": {"rateLimit.sessions.join": "0"}}
+    )
     base = load_cluster(config).node("node-1").base_url
     node = start_node(config, "node-1", tmp_path)
     try:
@@ -35,9 +38,6 @@ def test_schemathesis_finds_no_server_error_and_no_broken_contract(tmp_path):
                 "20261122",
                 "--request-timeout",
                 "10",
-                # The router's endpoints are in the document, but this run has no router.
-                "--exclude-tag",
-                "router",
                 "--generation-database",
                 "none",
                 "--no-color",
@@ -52,7 +52,11 @@ def test_schemathesis_finds_no_server_error_and_no_broken_contract(tmp_path):
         assert node.stop() == 0, node.tail()
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
-    assert "No issues found" in run.stdout, report
+    summary = run.stdout.strip().splitlines()[-1]
+    # Schemathesis may warn that an operation "returned only 401/403": its heuristic counts
+    # join's 403s for fuzzed origins; the node's log below shows joins that succeeded.
+    assert "failure" not in summary, report
+    assert "error" not in summary, report
     # The node's own view: every answer logged, none of them a 5xx.
     answers = [
         json.loads(line)
@@ -61,3 +65,7 @@ def test_schemathesis_finds_no_server_error_and_no_broken_contract(tmp_path):
     ]
     assert len(answers) > 300
     assert not [entry for entry in answers if entry["status"] >= 500]
+    joined = [
+        entry for entry in answers if entry["route"].endswith("/join") and entry["method"] == "POST"
+    ]
+    assert [entry for entry in joined if entry["status"] == 200], "no join ever succeeded"

@@ -7,6 +7,7 @@ import time
 from typing import ClassVar
 
 import falcon
+import falcon.asgi
 
 from cobrowse.clock import Clock
 from cobrowse.sessions.service import Sweeper
@@ -34,16 +35,16 @@ class StoreProbe:
         self.writable = True
         self.live_sessions = 0
 
-    def refresh(self) -> None:
+    async def refresh(self) -> None:
         now = time.monotonic()
         try:
             if now - self.written_at >= self.write_interval_s:
                 self.written_at = now
-                self.store.check_writable()
+                await self.store.check_writable()
                 self.writable = True
             if now - self.counted_at >= self.count_interval_s:
                 self.counted_at = now
-                self.live_sessions = self.store.live_count(self.clock.now_ms())
+                self.live_sessions = await self.store.live_count(self.clock.now_ms())
         except StoreUnavailableError:
             # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
             self.writable = False
@@ -61,16 +62,16 @@ class HealthResource:
         self.sweeper = sweeper
         self.probe = StoreProbe(store, clock)
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         try:
-            state = self.store.node_state()
+            state = await self.store.node_state()
         except StoreUnavailableError:
             self._refuse(resp, falcon.HTTP_503, "The session store is unavailable.")
             return
         if state.stopping:
             self._refuse(resp, falcon.HTTP_503, "The node is shutting down.")
             return
-        self.probe.refresh()
+        await self.probe.refresh()
         if not self.probe.writable:
             self._refuse(resp, falcon.HTTP_503, "The session store does not accept writes.")
         elif state.draining:
@@ -83,14 +84,14 @@ class HealthResource:
             resp.set_header(LIVE_SESSIONS_HEADER, str(self.probe.live_sessions))
             # Load balancers probe every second: a cheap place to keep history tidy too.
             try:
-                self.sweeper.maybe_sweep()
+                await self.sweeper.maybe_sweep()
             except StoreUnavailableError:
                 self._refuse(resp, falcon.HTTP_503, "The session store is unavailable.")
 
     on_head = on_get
 
     @staticmethod
-    def _refuse(resp: falcon.Response, status: str, message: str) -> None:
+    def _refuse(resp: falcon.asgi.Response, status: str, message: str) -> None:
         resp.status = status
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps({"errorMessage": message})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import falcon
+import falcon.asgi
 
 from cobrowse.observe.metrics import NodeMetrics
 
@@ -13,7 +14,7 @@ class MetricsResource:
     def __init__(self, metrics: NodeMetrics) -> None:
         self.metrics = metrics
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body, content_type = self.metrics.exposition()
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body, content_type = await self.metrics.exposition()
         resp.content_type = content_type
         resp.data = body

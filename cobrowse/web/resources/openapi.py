@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import falcon
+import falcon.asgi
 
 from cobrowse.config.settings import NodeSettings
 from cobrowse.web.openapi import document_for
@@ -16,6 +17,6 @@ class OpenApiResource:
     def __init__(self, settings: NodeSettings) -> None:
         self.body = json.dumps(document_for(settings)).encode()
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self.body

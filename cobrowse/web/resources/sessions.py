@@ -6,8 +6,10 @@ import json
 from typing import ClassVar
 
 import falcon
+import falcon.asgi
 
 from cobrowse.config.settings import NodeSettings
+from cobrowse.sessions import userdata
 from cobrowse.sessions.service import SessionService, Sweeper
 from cobrowse.web.bodies import read_json_object
 from cobrowse.web.clientinfo import ClientResolver
@@ -30,7 +32,7 @@ class StickinessCookie:
         self.over_http = f"{base}; SameSite=Lax"
         self.over_https = f"{base}; Secure; SameSite=None"
 
-    def apply(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def apply(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         """Stick the client to this node by cookie, and by header for cookie-less browsers."""
         https = self.clients.is_https(req)
         resp.append_header("Set-Cookie", self.over_https if https else self.over_http)
@@ -53,23 +55,30 @@ class SessionsResource:
         self.cookie = cookie
         self.sweeper = sweeper
         self.max_body_size = max_body_size
+        self.server_url = service.settings.node.server_url
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        read_json_object(req, self.max_body_size, SESSIONS_CREATE.name, required=False)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        body = await read_json_object(req, self.max_body_size, SESSIONS_CREATE.name, required=False)
+        user_data = None
+        if body is not None and "userData" in body:
+            parsed = userdata.parse(body["userData"], SESSIONS_CREATE.name)
+            user_data = {key: value for key, value in parsed.items() if value is not None}
         with_csrf = (req.get_header("X-Support-CSRFP") or "").strip().lower() == "true"
-        session = self.service.create(with_csrf_token=with_csrf)
+        session = await self.service.create(with_csrf_token=with_csrf, user_data=user_data)
         self.cookie.apply(req, resp)
         if session.csrf_token is not None:
             resp.set_header("X-CSRF-Token", session.csrf_token)
+        answer = {
+            "sessionToken": session.session_token,
+            "sessionServerName": self.service.settings.name,
+            "userToken": session.user_token,
+        }
+        if self.server_url:
+            # REALTIME.md: browsers open the channel under it (no redirect on a WebSocket).
+            answer["sessionServerUrl"] = self.server_url
         resp.content_type = falcon.MEDIA_JSON
-        resp.text = json.dumps(
-            {
-                "sessionToken": session.session_token,
-                "sessionServerName": self.service.settings.name,
-                "userToken": session.user_token,
-            }
-        )
-        self.sweeper.maybe_sweep()
+        resp.text = json.dumps(answer)
+        await self.sweeper.maybe_sweep()
 
 
 class SessionResource:
@@ -82,8 +91,10 @@ class SessionResource:
         self.server_name = service.settings.name
         self.server_url = service.settings.node.server_url
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, session_token: str) -> None:
-        session = self.service.get_live(session_token)
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, session_token: str
+    ) -> None:
+        session = await self.service.get_live(session_token)
         body = {"sessionToken": session.session_token, "sessionServerName": self.server_name}
         if self.server_url:
             body["sessionServerUrl"] = self.server_url

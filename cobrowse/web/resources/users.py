@@ -6,6 +6,7 @@ import json
 from typing import ClassVar
 
 import falcon
+import falcon.asgi
 
 from cobrowse.sessions import screencapture
 from cobrowse.sessions.service import SessionService
@@ -17,7 +18,7 @@ SESSIONS_PING = Operation("sessions.ping")
 SESSIONS_SCREEN_CAPTURE = Operation(screencapture.OPERATION)
 
 
-def _json(resp: falcon.Response, body: dict[str, object]) -> None:
+def _json(resp: falcon.asgi.Response, body: dict[str, object]) -> None:
     resp.content_type = falcon.MEDIA_JSON
     resp.text = json.dumps(body)
 
@@ -30,8 +31,11 @@ class StopResource:
     def __init__(self, service: SessionService) -> None:
         self.service = service
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, user_token: str) -> None:
-        session = self.service.stop(user_token, req.get_header("X-CSRF-Token")).session
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_token: str
+    ) -> None:
+        result = await self.service.stop(user_token, req.get_header("X-CSRF-Token"))
+        session = result.session
         _json(
             resp,
             {
@@ -49,8 +53,10 @@ class PingResource:
     def __init__(self, service: SessionService) -> None:
         self.service = service
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, user_token: str) -> None:
-        self.service.ping(user_token, req.get_header("X-CSRF-Token"))
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_token: str
+    ) -> None:
+        await self.service.ping(user_token, req.get_header("X-CSRF-Token"))
         resp.status = falcon.HTTP_200
         resp.text = ""
 
@@ -64,8 +70,14 @@ class ScreenCaptureResource:
         self.service = service
         self.max_body_size = max_body_size
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, user_token: str) -> None:
-        body = read_json_object(req, self.max_body_size, screencapture.OPERATION, required=True)
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, user_token: str
+    ) -> None:
+        body = await read_json_object(
+            req, self.max_body_size, screencapture.OPERATION, required=True
+        )
         action = screencapture.parse_action(body)
-        state = self.service.screen_capture(user_token, action, req.get_header("X-CSRF-Token"))
+        state = await self.service.screen_capture(
+            user_token, action, req.get_header("X-CSRF-Token")
+        )
         _json(resp, {"screen-capture": state})

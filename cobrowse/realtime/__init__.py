@@ -1,0 +1,1 @@
+"""The realtime channel (REALTIME.md): join, consent, the live log, delivery across workers."""
