@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from cobrowse.config.settings import split_bind
 from lb.backends import State
 from lb.http import Request, Response, json_error, json_response
 from lb.metrics import exposition
+from lb.state import RouterState
 from lb.statuspage import render_status_page
 
-if TYPE_CHECKING:
-    from lb.router import Router
 
-
-def status_document(router: Router) -> dict[str, object]:
+def status_document(state: RouterState) -> dict[str, object]:
     """Return the state of every node, as `/lb/status` shows it."""
-    shares = router.ring.shares()
+    shares = state.ring.shares()
     per_node: dict[str, int] = {}
-    for (node, _rule), count in router.requests.items():
+    for (node, _rule), count in state.requests.items():
         per_node[node] = per_node.get(node, 0) + count
     return {
-        "ringEpoch": router.ring.current_epoch,
+        "ringEpoch": state.ring.current_epoch,
         "nodes": [
             {
                 "name": backend.name,
@@ -33,43 +30,57 @@ def status_document(router: Router) -> dict[str, object]:
                 "consecutiveSuccesses": backend.consecutive_successes,
                 "ringShare": round(shares.get(backend.name, 0.0), 4),
                 "requests": per_node.get(backend.name, 0),
-                "requestRate": round(router.observer.rates.get(backend.name, 0.0), 2),
+                "requestRate": round(state.observer.rates.get(backend.name, 0.0), 2),
                 "liveSessions": backend.live_sessions,
+                "tunnels": state.tunnels.count(backend.name),
             }
-            for backend in router.backends.values()
+            for backend in state.backends.values()
         ],
     }
 
 
-def _health(router: Router, request: Request) -> Response:
-    if any(backend.state is not State.DOWN for backend in router.backends.values()):
+def _health(state: RouterState, request: Request) -> Response:
+    if any(backend.state is not State.DOWN for backend in state.backends.values()):
         return Response(200, b"OK")
-    return json_error(503, "No node is up.", retry_after=router.config.router.retry_after)
+    return json_error(503, "No node is up.", retry_after=state.config.router.retry_after)
 
 
-def _status(router: Router, request: Request) -> Response:
+def _status(state: RouterState, request: Request) -> Response:
     if b"text/html" in (request.accept or b""):
         return Response(
             200,
             b"OK",
             b"Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n",
-            render_status_page(router).encode(),
+            render_status_page(state).encode(),
         )
-    return json_response(200, status_document(router))
+    return json_response(200, status_document(state))
 
 
-def _metrics(router: Router, request: Request) -> Response:
-    if not router.config.metrics.enabled:
+def _metrics(state: RouterState, request: Request) -> Response:
+    if not state.config.metrics.enabled:
         return json_error(404, "Metrics are switched off ([metrics] enabled = false).")
-    body, content_type = exposition(router)
+    body, content_type = exposition(state)
     return Response(200, b"OK", b"Content-Type: %s\r\n" % content_type.encode(), body)
 
 
-ENDPOINTS = {b"/health": _health, b"/lb/status": _status, b"/lb/metrics": _metrics}
+def _openapi(state: RouterState, request: Request) -> Response:
+    from lb.openapi import build_router_document
+
+    host, port = split_bind(state.config.router.bind)
+    host = f"[{host}]" if ":" in host else host
+    return json_response(200, build_router_document(f"http://{host}:{port}"))
+
+
+ENDPOINTS = {
+    b"/health": _health,
+    b"/lb/status": _status,
+    b"/lb/openapi.json": _openapi,
+    b"/lb/metrics": _metrics,
+}
 METHODS = (b"GET", b"HEAD")  # of every endpoint; the OpenAPI document lists the same
 
 
-def answer_admin(router: Router, request: Request) -> Response:
+def answer_admin(state: RouterState, request: Request) -> Response:
     """Answer `/health` and `/lb/...`."""
     if request.method not in METHODS:
         response = json_error(405, "Only GET and HEAD are allowed here.")
@@ -78,4 +89,4 @@ def answer_admin(router: Router, request: Request) -> Response:
     endpoint = ENDPOINTS.get(request.target.split(b"?", 1)[0])
     if endpoint is None:
         return json_error(404, "No such router endpoint.")
-    return endpoint(router, request)
+    return endpoint(state, request)

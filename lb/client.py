@@ -6,21 +6,33 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import Protocol, cast
 
 import httptools
 
 from lb.http import FORWARDING, HeaderBlock, Request, Response, json_error, serialize_response
 from lb.observe import request_id_for
-
-if TYPE_CHECKING:
-    from lb.router import Router
+from lb.state import RouterState
 
 log = logging.getLogger("cobrowse.lb")
 
 MAX_HEADERS = 100
 MAX_URL = 8192
 MAX_QUEUED = 16  # pipelined requests waiting behind the one being answered
+WEBSOCKET = b"websocket"
+
+
+class Host(Protocol):
+    """What a client connection needs of the router (`lb.router.Router`)."""
+
+    state: RouterState
+    stopping: bool
+    connections: set[ClientConnection]
+
+    def dispatch(self, request: Request, client: ClientConnection) -> None: ...
+
+    def observe(self, request: Request, status: int, peer: str) -> None: ...
 
 
 class ClientConnection(asyncio.Protocol):
@@ -29,12 +41,16 @@ class ClientConnection(asyncio.Protocol):
     `deadline` (monotonic seconds, 0 for none) is enforced by the router's reaper: a request must
     arrive whole within clientTimeout of its first byte, and an idle keep-alive connection is
     closed after clientTimeout.
+
+    A WebSocket handshake (`GET`, `Connection: upgrade`, `Upgrade: websocket`) is the last
+    request of its connection: reading stops, and the connection is either answered and closed
+    (any answer but 101) or handed over to a tunnel (`switch`, then `lb/tunnel.py`).
     """
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Host) -> None:
         self.router = router
-        self.limit = router.config.router.max_body_size
-        self.timeout = router.config.router.client_timeout
+        self.limit = router.state.config.router.max_body_size
+        self.timeout = router.state.config.router.client_timeout
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -51,6 +67,9 @@ class ClientConnection(asyncio.Protocol):
         self.body_size = 0
         self.header_count = 0
         self.rejected: Response | None = None
+        # a WebSocket handshake: bytes after its head, and who to tell if the client leaves
+        self.early = b""
+        self.on_lost: Callable[[], None] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,14 +84,22 @@ class ClientConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reject_now(json_error(400, "Protocol upgrades are not supported."))
+        except httptools.HttpParserUpgrade as upgrade:
+            # The parser stops after an upgrade's head: anything after it is for the node.
+            if self.rejected is not None:
+                self._reject_now(self.rejected)
+                return
+            self.early = data[upgrade.args[0] :]
+            if self.transport is not None and not self.closing:
+                self.transport.pause_reading()  # until the node has answered the handshake
         except httptools.HttpParserError:
             self._reject_now(self.rejected or json_error(400, "The request is not valid HTTP/1.1."))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.router.connections.discard(self)
+        if self.on_lost is not None:
+            self.on_lost()
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -107,6 +134,8 @@ class ClientConnection(asyncio.Protocol):
             request.host = value
         elif lower == b"accept":
             request.accept = value
+        elif lower == b"upgrade":
+            request.upgrade = value  # hop-by-hop: kept aside, forwarded only for a WebSocket
         elif lower in FORWARDING:
             if lower == b"x-forwarded-for":
                 request.forwarded_for = value
@@ -141,6 +170,8 @@ class ClientConnection(asyncio.Protocol):
         request.keep_alive = self.parser.should_keep_alive()
         request.request_id = request_id_for(request.request_id)
         request.started = time.perf_counter()
+        if request.upgrade is not None and not self._accept_upgrade(request):
+            return
         if self.busy:
             if len(self.queue) >= MAX_QUEUED:
                 self._reject_now(json_error(429, "Too many pipelined requests."))
@@ -149,6 +180,24 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.busy = True
             self.router.dispatch(request, self)
+
+    def _accept_upgrade(self, request: Request) -> bool:
+        """Decide about a request that names an upgrade; False when it is refused."""
+        if not self.parser.should_upgrade():
+            request.upgrade = None  # `Upgrade` without `Connection: upgrade`: a plain request
+            return True
+        if (
+            request.method != b"GET"
+            or request.upgrade is None
+            or request.upgrade.strip().lower() != WEBSOCKET
+            or self.parser.get_http_version() != "1.1"
+        ):
+            # Refused once the parser stops, in data_received.
+            self.rejected = json_error(400, "Only WebSocket upgrades (GET) are supported.")
+            return False
+        request.upgrade = WEBSOCKET
+        request.keep_alive = False  # an answer other than 101 closes the connection
+        return True
 
     # answering
     def respond(self, request: Request, response: Response) -> None:
@@ -175,6 +224,28 @@ class ClientConnection(asyncio.Protocol):
             self.busy = False
             if not self.reading_request:
                 self.deadline = time.monotonic() + self.timeout
+
+    def switch(self, request: Request, head: bytes) -> asyncio.Transport | None:
+        """Write the node's 101 and hand the connection over; None when the client is gone.
+
+        The caller sets the transport's new protocol and resumes reading.
+        """
+        if self.closing or self.transport is None:
+            return None
+        self.transport.write(head)
+        self.router.observe(request, 101, self.peer)
+        self.closing = True  # no more HTTP on this connection
+        self.busy = False
+        self.deadline = 0.0
+        self.on_lost = None
+        self.queue.clear()
+        self.router.connections.discard(self)
+        return self.transport
+
+    def take_early(self) -> bytes:
+        """Return (once) what the client sent after its handshake's head."""
+        early, self.early = self.early, b""
+        return early
 
     def _reject_now(self, response: Response) -> None:
         """Answer a request the router will not read, and close."""

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from lb.http import Request, Response, json_error
 from lb.routing import Route, UnavailableError
+from lb.state import RouterState
 from lb.upstream import UpstreamClosedError, UpstreamConnection, UpstreamPool, UpstreamTimeoutError
 
 if TYPE_CHECKING:
     from lb.client import ClientConnection
-    from lb.router import Router
 
 log = logging.getLogger("cobrowse.lb")
 
@@ -34,18 +34,18 @@ class Exchange:
         "request",
         "reused",
         "route",
-        "router",
+        "state",
         "tried",
     )
 
     def __init__(
-        self, router: Router, client: ClientConnection, request: Request, route: Route
+        self, state: RouterState, client: ClientConnection, request: Request, route: Route
     ) -> None:
-        self.router = router
+        self.state = state
         self.client = client
         self.request = request
         self.route = route
-        self.payload = router.upstream_request(request, route, client.peer)
+        self.payload = state.upstream_request(request, route, client.peer)
         self.tried: set[str] = set()
         self.reused = False
         self.fresh_retry = False
@@ -58,8 +58,8 @@ class Exchange:
         name = route.backend.name
         self.request.node, self.request.rule = name, route.rule.value
         self.tried.add(name)
-        self.router.requests[(name, route.rule.value)] += 1
-        pool = self.router.pools[name]
+        self.state.requests[(name, route.rule.value)] += 1
+        pool = self.state.pools[name]
         connection = pool.take_idle()
         if connection is None:
             self.reused = False
@@ -81,7 +81,7 @@ class Exchange:
             self.payload,
             self.request.method == b"HEAD",
             self._outcome,
-            self.router.config.router.server_timeout,
+            self.state.config.router.server_timeout,
         )
 
     def _outcome(
@@ -89,7 +89,7 @@ class Exchange:
     ) -> None:
         node = self.route.backend.name
         if response is not None:
-            self.router.pools[node].release(connection, response.keep_alive)
+            self.state.pools[node].release(connection, response.keep_alive)
             self.client.respond(self.request, response)
             return
         connection.close()
@@ -98,15 +98,15 @@ class Exchange:
             # The node closed this idle connection just as we used it; nothing was processed.
             self.fresh_retry = True
             self.reused = False
-            asyncio.get_running_loop().create_task(self._connect(self.router.pools[node]))
+            asyncio.get_running_loop().create_task(self._connect(self.state.pools[node]))
             return
         if isinstance(error, UpstreamTimeoutError):
-            self.router.upstream_errors[(node, "timeout")] += 1
+            self.state.upstream_errors[(node, "timeout")] += 1
             self.client.respond(
                 self.request, json_error(504, f"Node {node} did not answer in time.", node=node)
             )
             return
-        self.router.upstream_errors[(node, "reset")] += 1
+        self.state.upstream_errors[(node, "reset")] += 1
         log.warning("node %s failed mid-request: %s", node, error)
         self.client.respond(
             self.request, json_error(502, f"Node {node} failed while answering.", node=node)
@@ -114,14 +114,14 @@ class Exchange:
 
     def _connect_failed(self, detail: str) -> None:
         node = self.route.backend.name
-        self.router.upstream_errors[(node, "connect")] += 1
+        self.state.upstream_errors[(node, "connect")] += 1
         log.warning("cannot connect to node %s: %s", node, detail)
-        if not self.router.table.is_create(self.request.method, self.route.target):
-            self.client.respond(self.request, self.router.unavailable(node))
+        if not self.state.table.is_create(self.request.method, self.route.target):
+            self.client.respond(self.request, self.state.unavailable(node))
             return
         try:  # a create that reached no node is safe to send to another one
-            backend = self.router.table.spread_excluding(self.tried)
+            backend = self.state.table.spread_excluding(self.tried)
         except UnavailableError:
-            self.client.respond(self.request, self.router.unavailable(None))
+            self.client.respond(self.request, self.state.unavailable(None))
             return
         self._try(Route(backend, self.route.rule, self.route.target))

@@ -8,7 +8,9 @@ is kept as the exact bytes to forward. Nothing is parsed or serialised twice.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from http import HTTPStatus
 
 # RFC 9110 section 7.6.1 hop-by-hop fields, plus the framing fields the router always rewrites.
@@ -33,6 +35,37 @@ FORWARDING = frozenset(
 )
 # `Connection: close` and `Connection: keep-alive` name no extra hop-by-hop field.
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b""})
+# What a node's response loses on its way back: hop-by-hop and framing fields, and its
+# X-Request-ID (the router writes the same ID itself), each as CRLF + the whole field line.
+_NOT_FORWARDED = re.compile(
+    rb"\r\n(?:%s):[^\r]*"
+    % b"|".join(re.escape(name) for name in sorted(HOP_BY_HOP | {b"x-request-id"})),
+    re.IGNORECASE,
+)
+_CONNECTION = re.compile(rb"\r\nconnection:([^\r]*)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1024)
+def forwarded_fields(block: bytes) -> bytes:
+    """Return the header lines of a node's response that go to the client.
+
+    `block` is the response head after its status line: each field as CRLF + `name: value`,
+    then the CRLF that ends the last one (httptools has already checked the syntax). What
+    `HeaderBlock` drops is cut out with one regular expression, not a Python call per field;
+    and heads repeat (the same endpoint answers the same fields, the date changes once a
+    second), so the answer is remembered.
+    """
+    kept = _NOT_FORWARDED.sub(b"", block)
+    listed = set()
+    for match in _CONNECTION.finditer(block):
+        for raw_token in match.group(1).lower().split(b","):
+            token = raw_token.strip()
+            if token not in _PLAIN_CONNECTION and token not in HOP_BY_HOP:
+                listed.add(token)
+    if listed:  # fields that `Connection` names are hop-by-hop too (rare)
+        names = b"|".join(re.escape(name) for name in sorted(listed))
+        kept = re.sub(rb"\r\n(?:%s):[^\r]*" % names, b"", kept, flags=re.IGNORECASE)
+    return kept[2:]
 
 
 class HeaderBlock:
@@ -84,6 +117,7 @@ class Request:
     forwarded_for: bytes | None = None
     forwarded_proto: bytes | None = None
     request_id: bytes = b""  # the client's X-Request-ID if sane, else one the router made
+    upgrade: bytes | None = None  # `Upgrade` of a WebSocket handshake (then a tunnel, not pooled)
     started: float = 0.0  # perf_counter when the request was complete
     node: str | None = None  # where it went, for the access log and metrics
     rule: str | None = None

@@ -1,7 +1,8 @@
 """`/lb/metrics`: the router's Prometheus metrics, read from its counters at scrape time.
 
 The hot path only bumps plain counters (and one histogram bisect); the families are built here,
-when Prometheus asks. Labels are node names, rules and error kinds: never a token.
+when Prometheus asks. Labels are node names, rules, error kinds and tunnel close reasons: never a
+token.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from lb.backends import State
+from lb.state import RouterState
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
-
-    from lb.router import Router
 
 
 class RouterCollector:
     """A prometheus_client collector over the router's state."""
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, state: RouterState) -> None:
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import (
@@ -30,13 +30,13 @@ class RouterCollector:
             HistogramMetricFamily,
         )
 
-        router = self.router
+        state = self.state
         requests = CounterMetricFamily(
             "cobrowse_lb_requests",
             "Requests routed to each node, by the rule that chose it.",
             labels=["node", "rule"],
         )
-        for (node, rule), count in sorted(router.requests.items()):
+        for (node, rule), count in sorted(state.requests.items()):
             requests.add_metric([node, rule], count)
         yield requests
 
@@ -45,7 +45,7 @@ class RouterCollector:
             "Failed exchanges with nodes: connect, reset or timeout.",
             labels=["node", "kind"],
         )
-        for (node, kind), count in sorted(router.upstream_errors.items()):
+        for (node, kind), count in sorted(state.upstream_errors.items()):
             errors.add_metric([node, kind], count)
         yield errors
 
@@ -57,13 +57,38 @@ class RouterCollector:
         draining = GaugeMetricFamily(
             "cobrowse_lb_node_draining", "1 while the node's /health answers 404.", labels=["node"]
         )
-        for name, backend in router.backends.items():
+        for name, backend in state.backends.items():
             up.add_metric([name], 0 if backend.state is State.DOWN else 1)
             draining.add_metric([name], 1 if backend.state is State.DRAINING else 0)
         yield up
         yield draining
 
-        latency = router.observer.latency
+        tunnels = state.tunnels
+        open_now = GaugeMetricFamily(
+            "cobrowse_lb_tunnels", "WebSocket tunnels open to each node.", labels=["node"]
+        )
+        opened = CounterMetricFamily(
+            "cobrowse_lb_tunnels_opened",
+            "WebSocket tunnels opened to each node (handshakes the node answered with 101).",
+            labels=["node"],
+        )
+        for name in state.backends:
+            open_now.add_metric([name], tunnels.count(name))
+        for name, count in sorted(tunnels.opened.items()):
+            opened.add_metric([name], count)
+        closed = CounterMetricFamily(
+            "cobrowse_lb_tunnels_closed",
+            "WebSocket tunnels closed, by reason: client, node (that side closed), idle "
+            "([lb] tunnelTimeout), node_down, removed (by a reload), stopping (the router).",
+            labels=["node", "reason"],
+        )
+        for (name, reason), count in sorted(tunnels.closed.items()):
+            closed.add_metric([name, reason], count)
+        yield open_now
+        yield opened
+        yield closed
+
+        latency = state.observer.latency
         yield HistogramMetricFamily(
             "cobrowse_lb_request_duration_seconds",
             "Time from a complete request to its answer, through the router.",
@@ -72,10 +97,10 @@ class RouterCollector:
         )
 
 
-def exposition(router: Router) -> tuple[bytes, str]:
+def exposition(state: RouterState) -> tuple[bytes, str]:
     """Return the router's metrics in the Prometheus text format, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    registry.register(RouterCollector(router))
+    registry.register(RouterCollector(state))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -14,6 +14,7 @@ from cobrowse.sessions.ring import ClusterRing
 from lb.backends import Backend
 
 COOKIE = b"gcbSessionServer="
+MAX_CACHED_OWNERS = 65536  # token -> node answers remembered (a ring lookup hashes with md5)
 
 
 class Rule(enum.Enum):
@@ -26,9 +27,12 @@ class Rule(enum.Enum):
     SPREAD = "spread"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Route:
-    """Where a request goes, why, and the target to send (URL prefix removed)."""
+    """Where a request goes, why, and the target to send (URL prefix removed).
+
+    Treated as immutable; not a frozen dataclass, whose __init__ costs more on every request.
+    """
 
     backend: Backend
     rule: Rule
@@ -73,6 +77,7 @@ class RoutingTable:
         ]
         self.backups = [b for b in backends.values() if b.backup for _ in range(b.spec.weight)]
         self._turn = count()
+        self._owners: dict[bytes, str] = {}  # this ring's answers per token ("" for none)
 
     def route(
         self,
@@ -160,9 +165,17 @@ class RoutingTable:
             token = rest if slash == -1 else rest[:slash]
         else:
             return None
+        owners = self._owners
+        cached = owners.get(token)
+        if cached is not None:
+            return cached or None
         if not token or b"/" in token or not token.isascii():
             return None
-        return self.ring.owner(token.decode("ascii"))
+        if len(owners) >= MAX_CACHED_OWNERS:
+            owners.clear()
+        found = self.ring.owner(token.decode("ascii"))
+        owners[token] = found or ""
+        return found
 
     def spread(self) -> Backend:
         """Round-robin over primaries that take new sessions, else backups; raise when none."""

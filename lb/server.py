@@ -1,4 +1,9 @@
-"""Run the router: listen, check the nodes, reload on SIGHUP, stop gracefully on SIGTERM."""
+"""Run the router: listen, check the nodes, reload on SIGHUP, stop gracefully on SIGTERM.
+
+On SIGTERM the router stops accepting, lets the requests in progress finish, and keeps open
+WebSocket tunnels until DRAIN_DEADLINE_S, when it closes the ones that are left (clients
+reconnect elsewhere: through another router, or to this one restarted).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from lb.router import Router
 
 log = logging.getLogger("cobrowse.lb")
 
-DRAIN_DEADLINE_S = 10.0
+DRAIN_DEADLINE_S = 10.0  # for requests in progress and WebSocket tunnels
 REAP_INTERVAL_S = 0.1  # deadline precision: far finer than any timeout one would configure
 
 
@@ -38,18 +43,29 @@ async def serve(config_path: Path, ready: asyncio.Event | None = None) -> None:
         ready.set()
     await stop.wait()
 
-    log.info("router stopping: finishing requests in progress")
+    tunnels = router.state.tunnels
+    log.info(
+        "router stopping: finishing requests in progress; %d tunnel(s) open until %gs from now",
+        tunnels.total(),
+        DRAIN_DEADLINE_S,
+    )
     router.stopping = True
     server.close()
     for connection in list(router.connections):
         connection.shutdown_when_idle()
     deadline = loop.time() + DRAIN_DEADLINE_S
-    while router.connections and loop.time() < deadline:
+    while (router.connections or tunnels.total()) and loop.time() < deadline:
         await asyncio.sleep(0.05)
+    closed = tunnels.close_all("stopping")
+    if closed:
+        log.info("closed %d tunnel(s) at the drain deadline", closed)
+        await asyncio.sleep(0)  # let the resets go out
     reaper.cancel()
     router.checker.stop()
-    for pool in router.pools.values():
+    for pool in router.state.pools.values():
         pool.close()
+    if router.state.observer.access_log is not None:
+        router.state.observer.access_log.flush()  # the last lines, before the process exits
     log.info("router stopped")
 
 

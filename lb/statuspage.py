@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lb.router import Router
+from lb.state import RouterState
 
 REFRESH_S = 2
 STYLE = """
@@ -21,13 +19,13 @@ footer{margin-top:1em;color:#777;font-size:.9em}
 """
 
 
-def render_status_page(router: Router) -> str:
-    """Return the HTML page: every node's state, last check, ring share, sessions and rate."""
-    shares = router.ring.shares()
+def render_status_page(state: RouterState) -> str:
+    """Return the HTML page: each node's state, last check, ring share, sessions, rate, tunnels."""
+    shares = state.ring.shares()
     now_ms = time.time_ns() // 1_000_000
     rows = []
-    for backend in router.backends.values():
-        state = backend.state.value
+    for backend in state.backends.values():
+        shown = backend.state.value
         if backend.last_check_ms is None:
             checked = "not yet"
         else:
@@ -36,12 +34,13 @@ def render_status_page(router: Router) -> str:
         rows.append(
             "<tr>"
             f'<td class="node">{escape(backend.name)}{" (backup)" if backend.backup else ""}</td>'
-            f'<td><span class="state {state}" data-state="{state}">{state}</span></td>'
+            f'<td><span class="state {shown}" data-state="{shown}">{shown}</span></td>'
             f"<td>{escape(checked)}</td>"
             f'<td class="num">{backend.consecutive_failures}</td>'
             f'<td class="num">{shares.get(backend.name, 0.0) * 100:.1f}%</td>'
             f'<td class="num">{live}</td>'
-            f'<td class="num">{router.observer.rates.get(backend.name, 0.0):.1f}</td>'
+            f'<td class="num">{state.observer.rates.get(backend.name, 0.0):.1f}</td>'
+            f'<td class="num">{state.tunnels.count(backend.name)}</td>'
             "</tr>"
         )
     return f"""<!doctype html>
@@ -50,11 +49,11 @@ def render_status_page(router: Router) -> str:
 <title>Co-browse cluster status</title><style>{STYLE}</style></head>
 <body><h1>Co-browse cluster</h1>
 <table><thead><tr><th>node</th><th>state</th><th>last check</th><th>failures</th>
-<th>ring share</th><th>live sessions</th><th>requests/s</th></tr></thead>
+<th>ring share</th><th>live sessions</th><th>requests/s</th><th>tunnels</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
-<footer>ring epoch {router.ring.current_epoch} · refreshes every {REFRESH_S} s ·
+<footer>ring epoch {state.ring.current_epoch} · refreshes every {REFRESH_S} s ·
 JSON: <code>curl {escape("/lb/status")}</code></footer>
 </body></html>
 """

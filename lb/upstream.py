@@ -2,6 +2,9 @@
 
 A connection carries one request at a time and reports its outcome through a callback: no task
 or future per request. Deadlines are plain numbers checked by the router's reaper.
+
+httptools frames each response (status, length or chunks, keep-alive); its header fields are not
+taken one callback at a time but cut from the raw head at once (`lb.http.forwarded_fields`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import cast
 
 import httptools
 
-from lb.http import HeaderBlock, Response
+from lb.http import Response, forwarded_fields
 
 # Nodes close idle keep-alive connections after 5 s (cobrowse.ops.node.KEEPALIVE_S): the router
 # drops its own idle ones earlier, so that it never sends into a connection being closed.
@@ -49,8 +52,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.head_only = False
         self.got_bytes = False
-        self.reason = b""
-        self.headers = HeaderBlock()
+        self.reading_head = False
+        self.raw: list[bytes] = []  # what arrived while the head was being read
+        self.head = b""  # the status line and fields of the answer, each line CRLF-ended
         self.body: list[bytes] = []
 
     # asyncio.Protocol
@@ -59,6 +63,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.reading_head:
+            self.raw.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -70,21 +76,18 @@ class UpstreamConnection(asyncio.Protocol):
         if self.outcome is not None:
             self._finish(None, UpstreamClosedError(self.got_bytes))
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.reason = b""
-        self.headers = HeaderBlock()
-        self.body = []
-
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
-        if lower != b"x-request-id":  # the router sends its own (the same ID) to the client
-            self.headers.add(lower, name, value)
-
+    # httptools callbacks (`body` is emptied by `send`; an interim 1xx answer has none)
     def on_headers_complete(self) -> None:
+        raw = self.raw[0] if len(self.raw) == 1 else b"".join(self.raw)
+        end = raw.find(b"\r\n\r\n")
+        if end == -1:
+            raise ValueError("a response head without CRLF line ends")
+        if self.parser.get_status_code() < 200:
+            self.raw = [raw[end + 4 :]]  # an interim answer: the real one follows
+            return
+        self.reading_head = False
+        self.raw = []
+        self.head = raw[: end + 2]
         if self.head_only:  # a HEAD response has no body, whatever Content-Length says
             self._complete()
 
@@ -100,8 +103,15 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200:  # 1xx interim answers are not forwarded
             return
         keep_alive = self.parser.should_keep_alive() and not self.head_only
+        head = self.head
+        line_end = head.find(b"\r\n")
+        reason = head[:line_end].split(b" ", 2)[2:]
         response = Response(
-            status, self.reason, self.headers.render(), b"".join(self.body), keep_alive
+            status,
+            reason[0] if reason else b"",
+            forwarded_fields(head[line_end:]),
+            b"".join(self.body),
+            keep_alive,
         )
         self._finish(response, None)
 
@@ -118,6 +128,9 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.got_bytes = False
         self.head_only = head_only
+        self.reading_head = True
+        self.raw = []
+        self.body = []
         self.outcome = outcome
         self.deadline = time.monotonic() + timeout
         self.pool.busy.add(self)

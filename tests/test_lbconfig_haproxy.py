@@ -42,6 +42,7 @@ def generated(tmp_path) -> str:
             "connectTimeout": "0.75",
             "serverTimeout": "12",
             "clientTimeout": "9",
+            "tunnelTimeout": "45",
             "statsBind": "127.0.0.1:9404",
         },
     )
@@ -66,7 +67,9 @@ def test_health_checks_use_the_cluster_file_timings(generated):
     assert "http-check send meth GET uri /cobrowse/health" in lines
     assert "http-check expect status 200" in lines
     assert "http-check disable-on-404" in lines
-    assert "default-server check inter 500ms fall 3 rise 4" in lines
+    assert (
+        "default-server check inter 500ms fall 3 rise 4 on-marked-down shutdown-sessions" in lines
+    )
     assert "timeout check 250ms" in lines
     assert "timeout connect 750ms" in lines
     assert "timeout server 12000ms" in lines
@@ -82,11 +85,28 @@ def test_url_prefixes_header_and_forwarding(generated):
     assert (
         "use_backend only_node-2 if url_node-2 !create or url_node-2 node-2_takes_sessions"
     ) in lines
-    assert "server node-2 127.0.0.1:8702 track all_nodes/node-2" in lines
+    assert (
+        "server node-2 127.0.0.1:8702 track all_nodes/node-2 on-marked-down shutdown-sessions"
+    ) in lines
     assert "use-server node-3 if header_node-3 !cookie_names_node !create" in lines
     assert "option forwardfor" in lines
     assert "acl from_trusted_proxy src 127.0.0.1 ::1" in lines
     assert "http-request set-header X-Forwarded-Proto https if { ssl_fc }" in lines
+
+
+def test_websockets_tunnel_timeouts_and_closing(generated):
+    lines = lines_of(generated)
+    defaults = lines_of(generated[generated.index("defaults") : generated.index("frontend")])
+    assert "timeout tunnel 45000ms" in defaults  # [lb] tunnelTimeout
+    assert "timeout client-fin 5000ms" in defaults
+    assert "timeout server-fin 5000ms" in defaults
+    glob = lines_of(generated[generated.index("global") : generated.index("defaults")])
+    assert "hard-stop-after 12000ms" in glob  # [lb] serverTimeout: old processes on reload
+    # Tunnels of a server marked down are closed, under the prefix backends too (`track`).
+    servers = [line for line in lines if line.startswith("server ")]
+    tracking = [line for line in servers if " track " in line]
+    assert len(tracking) == 4
+    assert all(line.endswith("on-marked-down shutdown-sessions") for line in tracking)
 
 
 def test_stats_socket_and_page(generated, tmp_path):

@@ -21,7 +21,13 @@ def render(tmp_path, drained: frozenset[str] = frozenset()) -> str:
     config = cluster_from(
         BASE_CLUSTER,
         tmp_path,
-        lb={"checkInterval": "0.5", "checkFall": "3", "checkRise": "4", "connectTimeout": "0.75"},
+        lb={
+            "checkInterval": "0.5",
+            "checkFall": "3",
+            "checkRise": "4",
+            "connectTimeout": "0.75",
+            "tunnelTimeout": "45",
+        },
     )
     return render_nginx(config, command="test", run_dir=str(tmp_path), drained=drained)
 
@@ -60,6 +66,40 @@ def test_prefixes_passive_health_and_forwarding(tmp_path):
     assert "keepalive 16;" in lines
     assert "proxy_set_header X-Forwarded-For $cobrowse_forwarded_for;" in lines
     assert "proxy_set_header X-Forwarded-Proto $cobrowse_forwarded_proto;" in lines
+
+
+def test_websockets_upgrade_keep_alive_and_tunnel_timeouts(tmp_path):
+    text = render(tmp_path)
+    upgrade_map = text[text.index("map $http_upgrade $connection_upgrade {") :]
+    upgrade_map = lines_of(upgrade_map[: upgrade_map.index("}")])
+    # No Connection field without an Upgrade: upstream keep-alive keeps working.
+    assert upgrade_map[1:3] == ["default upgrade;", '"" "";']
+    lines = lines_of(text)
+    assert "proxy_set_header Upgrade $http_upgrade;" in lines
+    assert "proxy_set_header Connection $connection_upgrade;" in lines
+    assert 'proxy_set_header Connection "";' not in lines
+    # The channel, under each prefix and under rules 2 to 4, may stay silent for tunnelTimeout;
+    # other requests keep serverTimeout.
+    node_2 = text[text.index("location ^~ /node-2/ {") :]
+    node_2 = lines_of(node_2[: node_2.index("location @node-2_unavailable")])
+    channel = "location ~ ^/node-2/cobrowse/rest/live/users/[^/]+/channel$ {"
+    assert node_2[node_2.index(channel) :][:6] == [
+        channel,
+        "rewrite ^/node-2(/.*)$ $1 break;",
+        "proxy_pass http://cobrowse_only_node-2;",
+        "proxy_read_timeout 45000ms;",
+        "proxy_send_timeout 45000ms;",
+        "error_page 502 503 504 = @node-2_unavailable;",
+    ]
+    spread = text[text.index("location ~ ^/cobrowse/rest/live/users/[^/]+/channel$ {") :]
+    assert lines_of(spread)[1:4] == [
+        "proxy_pass http://$cobrowse_upstream;",
+        "proxy_read_timeout 45000ms;",
+        "proxy_send_timeout 45000ms;",
+    ]
+    assert lines.count("proxy_read_timeout 30000ms;") == 1  # the server's default
+    # On reload, old workers holding tunnels stop after serverTimeout.
+    assert "worker_shutdown_timeout 30000ms;" in lines
 
 
 def test_a_drained_node_takes_only_its_sticky_traffic(tmp_path):

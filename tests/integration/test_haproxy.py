@@ -260,6 +260,7 @@ def test_the_cluster_command_runs_haproxy_in_the_routers_place(tmp_path):
                 str(config_path),
                 "--data-dir",
                 str(tmp_path),
+                "--no-demo",
             ],
             stdout=output_file,
             stderr=subprocess.STDOUT,

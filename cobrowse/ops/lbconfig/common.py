@@ -7,6 +7,10 @@ import math
 from cobrowse.config.settings import ClusterConfig, split_bind
 
 CREATE_PATH = "/rest/live/sessions"  # under the context path; POST creates a session
+# The realtime channel, a WebSocket (REALTIME.md), under the context path.
+CHANNEL_PATH_REGEX = "/rest/live/users/[^/]+/channel$"
+# A WebSocket tunnel one side has half-closed: how long the other side has to close too.
+HALF_CLOSED_TIMEOUT_S = 5.0
 
 PRECEDENCE = (
     "Requests go where the router would send them (ARCHITECTURE invariant 3):",
@@ -17,6 +21,9 @@ PRECEDENCE = (
     "  3. a token in the path cannot be placed here (no hash ring): the request is spread, and a",
     "     node that does not host the token answers 307 to the owner's serverUrl, which is rule 1;",
     "  4. anything else is spread over the nodes that take new sessions.",
+    "WebSockets (the realtime channel) follow the same rules, but a browser's WebSocket can",
+    "neither follow a 307 nor carry a custom header, and third-party cookies may be blocked:",
+    "it sticks by its URL prefix (browsers open it under the sessionServerUrl).",
 )
 
 

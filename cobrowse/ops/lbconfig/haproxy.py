@@ -9,7 +9,13 @@ from __future__ import annotations
 import json
 
 from cobrowse.config.settings import ClusterConfig, NodeSpec
-from cobrowse.ops.lbconfig.common import CREATE_PATH, header, host_port, milliseconds
+from cobrowse.ops.lbconfig.common import (
+    CREATE_PATH,
+    HALF_CLOSED_TIMEOUT_S,
+    header,
+    host_port,
+    milliseconds,
+)
 
 FRONTEND = "cobrowse"
 ALL_NODES = "all_nodes"  # the backend of rules 2 to 4; `show stat` lists the nodes under it
@@ -38,7 +44,7 @@ def render_haproxy(
             check="haproxy -c -f <file>",
             reload="systemctl reload haproxy",
         ),
-        _global(stats_socket, user),
+        _global(config, stats_socket, user),
         _defaults(config),
         _frontend(config),
         _all_nodes(config),
@@ -48,12 +54,17 @@ def render_haproxy(
     return "\n\n".join("\n".join(lines) for lines in blocks) + "\n"
 
 
-def _global(stats_socket: str, user: str | None) -> list[str]:
+def _global(config: ClusterConfig, stats_socket: str, user: str | None) -> list[str]:
     lines = [
         "global",
         "    # Logs go to stderr: to the journal under systemd, to the log file under",
         "    # `cobrowse cluster --lb haproxy`.",
         "    log stderr format raw local0 info",
+        "    # A reload starts new processes; the old ones finish what they carry, but WebSocket",
+        "    # tunnels could keep them alive for days. After [lb] serverTimeout (every request in",
+        "    # progress has had its full time) they stop, and their WebSocket clients reconnect",
+        "    # (resuming at their lastSeq) through the new ones.",
+        f"    hard-stop-after {milliseconds(config.router.server_timeout)}",
     ]
     if user:
         lines += [
@@ -88,6 +99,14 @@ def _defaults(config: ClusterConfig) -> list[str]:
         f"    timeout http-request {milliseconds(lb.client_timeout)}",
         f"    timeout server {milliseconds(lb.server_timeout)}",
         f"    timeout check {milliseconds(lb.check_timeout)}",
+        "    # WebSockets (the realtime channel): HAProxy carries the upgrade itself and routes",
+        "    # the handshake like any request. A tunnel with no byte either way for [lb]",
+        "    # tunnelTimeout is closed; nodes ping every [realtime] pingInterval, so only dead",
+        "    # ones are.",
+        f"    timeout tunnel {milliseconds(lb.tunnel_timeout)}",
+        "    # A side that closed its half of a tunnel: the other has this long to finish.",
+        f"    timeout client-fin {milliseconds(HALF_CLOSED_TIMEOUT_S)}",
+        f"    timeout server-fin {milliseconds(HALF_CLOSED_TIMEOUT_S)}",
     ]
 
 
@@ -199,8 +218,11 @@ def _all_nodes(config: ClusterConfig) -> list[str]:
         "    option redispatch 1",
         *_errors(lb.retry_after, None),
         "",
+        "    # A server marked DOWN has its connections closed at once (WebSocket tunnels",
+        "    # included): clients reconnect and get the 503 naming the node. A draining server",
+        "    # (NOLB) keeps them.",
         f"    default-server check inter {milliseconds(lb.check_interval)} "
-        f"fall {lb.check_fall} rise {lb.check_rise}",
+        f"fall {lb.check_fall} rise {lb.check_rise} on-marked-down shutdown-sessions",
     ]
     return lines + [_server(node) for node in config.nodes]
 
@@ -227,7 +249,9 @@ def _only(config: ClusterConfig, node: NodeSpec) -> list[str]:
         f"    use-server {name} if TRUE",
         "    retries 0",
         *_errors(config.router.retry_after, name),
-        f"    server {name} {host_port(node.bind)} track {ALL_NODES}/{name}",
+        "    # Its tunnels (WebSockets open under the prefix) close when it is marked DOWN.",
+        f"    server {name} {host_port(node.bind)} track {ALL_NODES}/{name} "
+        "on-marked-down shutdown-sessions",
     ]
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 
 from cobrowse.config.settings import ClusterConfig, NodeSpec
-from cobrowse.ops.lbconfig.common import CREATE_PATH, header, host_port, milliseconds, whole_seconds
+from cobrowse.ops.lbconfig.common import (
+    CHANNEL_PATH_REGEX,
+    CREATE_PATH,
+    header,
+    host_port,
+    milliseconds,
+    whole_seconds,
+)
 
 SPREAD = "cobrowse_spread"
 DEFAULT_USER = "www-data"  # Debian's nginx workers
@@ -52,13 +59,15 @@ def render_nginx(
             reload="systemctl reload nginx",
         ),
         _limits(),
-        _main(run_dir),
+        _main(config, run_dir),
         ["events {", "    worker_connections 1024;", "}"],
         [
             "http {",
             *_indent(_http_basics(run_dir)),
             "",
             *_indent(_forwarded(config)),
+            "",
+            *_indent(_upgrade_map()),
             "",
             *_indent(_sticky_maps(config, drained)),
             "",
@@ -87,19 +96,27 @@ def _limits() -> list[str]:
     ]
 
 
-def _main(run_dir: str | None) -> list[str]:
+def _main(config: ClusterConfig, run_dir: str | None) -> list[str]:
+    shutdown = [
+        "# On reload, old workers finish what they carry, but WebSocket tunnels could keep them",
+        "# for days: after [lb] serverTimeout they close them, and those clients reconnect",
+        "# (resuming at their lastSeq) through the new workers.",
+        f"worker_shutdown_timeout {milliseconds(config.router.server_timeout)};",
+    ]
     if run_dir is None:
         return [
             f"user {DEFAULT_USER};",
             "worker_processes auto;",
             "pid /run/nginx.pid;",
             "error_log /var/log/nginx/error.log;",
+            *shutdown,
         ]
     return [
         "# Runs unprivileged from a directory of its own (as the tests run it).",
         "worker_processes 1;",
         f"pid {run_dir}/nginx.pid;",
         "error_log stderr;",
+        *shutdown,
     ]
 
 
@@ -127,6 +144,17 @@ def _forwarded(config: ClusterConfig) -> list[str]:
         'map "$cobrowse_trusted_proxy:$http_x_forwarded_proto" $cobrowse_forwarded_proto {',
         '    "~^1:\\s*(https?)" $1;',
         "    default $scheme;",
+        "}",
+    ]
+
+
+def _upgrade_map() -> list[str]:
+    return [
+        "# WebSockets: a handshake's Upgrade goes to the node with `Connection: upgrade`. Any",
+        '# other request sends no Connection field (""), so that upstream keep-alive works.',
+        "map $http_upgrade $connection_upgrade {",
+        "    default upgrade;",
+        '    "" "";',
         "}",
     ]
 
@@ -220,9 +248,11 @@ def _server(config: ClusterConfig) -> list[str]:
         f"    proxy_send_timeout {milliseconds(lb.server_timeout)};",
         f"    proxy_read_timeout {milliseconds(lb.server_timeout)};",
         "",
-        "    # HTTP/1.1 without `Connection: close`, so that upstream keep-alive works.",
+        "    # HTTP/1.1 without `Connection: close`, so that upstream keep-alive works; a",
+        "    # WebSocket handshake carries its Upgrade and `Connection: upgrade`.",
         "    proxy_http_version 1.1;",
-        '    proxy_set_header Connection "";',
+        "    proxy_set_header Upgrade $http_upgrade;",
+        "    proxy_set_header Connection $connection_upgrade;",
         "    proxy_set_header Host $http_host;",
         "    proxy_set_header X-Forwarded-For $cobrowse_forwarded_for;",
         "    proxy_set_header X-Forwarded-Proto $cobrowse_forwarded_proto;",
@@ -231,6 +261,8 @@ def _server(config: ClusterConfig) -> list[str]:
         "    # of its upstream. Requests that are not idempotent (POST) are not retried once sent.",
         "    proxy_next_upstream error timeout;",
     ]
+    channel = f"{config.context_path}{CHANNEL_PATH_REGEX}"
+    tunnel = _tunnel_timeouts(config)
     for node in config.nodes:
         name = node.name
         lines += [
@@ -240,6 +272,14 @@ def _server(config: ClusterConfig) -> list[str]:
             f"        rewrite ^/{name}(/.*)$ $1 break;",
             f"        proxy_pass http://{only_upstream(name)};",
             f"        error_page 502 503 504 = @{name}_unavailable;",
+            "        # Its realtime channel (a WebSocket): the same, but silent for up to",
+            "        # [lb] tunnelTimeout.",
+            f"        location ~ ^/{name}{channel} {{",
+            f"            rewrite ^/{name}(/.*)$ $1 break;",
+            f"            proxy_pass http://{only_upstream(name)};",
+            *(f"    {line}" for line in tunnel),
+            f"            error_page 502 503 504 = @{name}_unavailable;",
+            "        }",
             "    }",
             f"    location @{name}_unavailable {{",
             *_json_error(
@@ -263,7 +303,12 @@ def _server(config: ClusterConfig) -> list[str]:
         "        proxy_next_upstream error timeout non_idempotent;",
         "        error_page 502 503 504 = @no_node;",
         "    }",
-        "    # Rules 2 to 4.",
+        "    # Rules 2 to 4, for the realtime channel (a WebSocket) and for everything else.",
+        f"    location ~ ^{channel} {{",
+        "        proxy_pass http://$cobrowse_upstream;",
+        *tunnel,
+        "        error_page 502 503 504 = @no_node;",
+        "    }",
         "    location / {",
         "        proxy_pass http://$cobrowse_upstream;",
         "        error_page 502 503 504 = @no_node;",
@@ -274,6 +319,19 @@ def _server(config: ClusterConfig) -> list[str]:
         ),
         "    }",
         "}",
+    ]
+
+
+def _tunnel_timeouts(config: ClusterConfig) -> list[str]:
+    """Return the timeouts of a WebSocket location: [lb] tunnelTimeout each way.
+
+    nginx times each direction of a tunnel separately; the nodes' pings go one way and the
+    browsers' pongs the other, each at least once per [realtime] pingInterval (+ pingTimeout).
+    """
+    timeout = milliseconds(config.router.tunnel_timeout)
+    return [
+        f"        proxy_read_timeout {timeout};",
+        f"        proxy_send_timeout {timeout};",
     ]
 
 
