@@ -58,3 +58,31 @@ def test_metrics_can_be_switched_off(make_client, enabled):
     client = make_client(metrics={"enabled": enabled})
     assert client.simulate_get("/cobrowse/metrics").status_code == 404
     assert client.simulate_post(f"{LIVE}/sessions").status_code == 200
+
+
+def test_a_batched_histogram_adds_up_as_each_observation_would():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from cobrowse.observe.metrics import LATENCY_BUCKETS, BatchedHistogram
+
+    values = [0.0001, 0.0005, 0.0007, 0.003, 0.03, 0.3, 2.0, 9.0, 0.0025]
+    registry = CollectorRegistry()
+    each = Histogram("each", "observed one by one", buckets=LATENCY_BUCKETS, registry=registry)
+    batched_target = Histogram("batched", "flushed", buckets=LATENCY_BUCKETS, registry=registry)
+    batch = BatchedHistogram(LATENCY_BUCKETS)
+    for value in values:
+        each.observe(value)
+        batch.observe(value)
+    batch.flush_into(batched_target)
+    batch.flush_into(batched_target)  # a second flush adds nothing
+
+    def samples(name: str) -> dict:
+        return {
+            (sample.name.removeprefix(name), tuple(sorted(sample.labels.items()))): sample.value
+            for metric in registry.collect()
+            if metric.name == name
+            for sample in metric.samples
+            if not sample.name.endswith("_created")
+        }
+
+    assert samples("each") == samples("batched")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,10 +49,40 @@ class LoopObserver(Protocol):
     def loop_lag(self, seconds: float) -> None: ...
 
 
+class BatchedHistogram:
+    """A histogram's observations counted in this process, added to a Prometheus histogram
+    in one go (`flush_into`): the same totals as observing each value there."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def flush_into(self, histogram: Any) -> None:
+        """Add the counts to a labelled prometheus_client Histogram and start over."""
+        if not any(self.counts):
+            return
+        # prometheus_client keeps a histogram as non-cumulative bucket values and a sum, the
+        # way `Histogram.observe` updates them; tests/test_metrics.py checks that both agree.
+        histogram._sum.inc(self.total)
+        for bucket, count in zip(histogram._buckets, self.counts, strict=True):
+            if count:
+                bucket.inc(count)
+        self.counts = [0] * len(self.counts)
+        self.total = 0.0
+
+
 class NoMetrics:
     """Metrics switched off (`[metrics] enabled = false`)."""
 
     enabled = False
+
+    def flush(self) -> None:
+        pass
 
     def loop_lag(self, seconds: float) -> None:
         pass
@@ -105,10 +136,8 @@ class NodeMetrics:
             buckets=LOOP_LAG_BUCKETS,
             registry=self.registry,
         )
-        # prometheus_client's labels() validates and builds its key on every call: keep the
-        # labelled children, as there are few routes, methods and statuses.
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._duration_children: dict[str, Any] = {}
+        self._request_counts: dict[tuple[str, str, int], int] = {}
+        self._durations: dict[str, BatchedHistogram] = {}
         self.live = LiveSessionsCollector(store, clock)
         if self.registry is not None:
             self.registry.register(self.live)
@@ -125,23 +154,30 @@ class NodeMetrics:
             self.sessions_stopped.labels(reason).inc(count)
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in KNOWN_METHODS else "OTHER"
-        key = (route, method, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.http_requests.labels(
-                route, method, str(status)
-            )
-        counter.inc()
-        histogram = self._duration_children.get(route)
+        # Counted in this worker, added to the shared metric files by `flush` (once a second):
+        # three locked writes to memory-mapped files per request cost more than the rest of
+        # the observation.
+        key = (route, method if method in KNOWN_METHODS else "OTHER", status)
+        self._request_counts[key] = self._request_counts.get(key, 0) + 1
+        histogram = self._durations.get(route)
         if histogram is None:
-            histogram = self._duration_children[route] = self.http_duration.labels(route)
+            histogram = self._durations[route] = BatchedHistogram(LATENCY_BUCKETS)
         histogram.observe(seconds)
+
+    def flush(self) -> None:
+        """Add what this worker counted since the last flush to the shared metrics."""
+        counts, self._request_counts = self._request_counts, {}
+        for (route, method, status), count in counts.items():
+            self.http_requests.labels(route, method, str(status)).inc(count)
+        for route, histogram in self._durations.items():
+            histogram.flush_into(self.http_duration.labels(route))
+        self.realtime.flush()
 
     async def exposition(self) -> tuple[bytes, str]:
         """Return the text exposition of every worker's metrics, and its content type."""
         import asyncio
 
+        self.flush()  # this worker's counts now; the others' within a second
         await self.live.refresh()
         # Reading every worker's metric files is file I/O: off the event loop.
         return await asyncio.to_thread(self._exposition)

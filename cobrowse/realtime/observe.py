@@ -21,8 +21,6 @@ class RealtimeObserver(Protocol):
 
     def refused(self, reason: str) -> None: ...
 
-    def flush(self) -> None: ...
-
 
 class NoRealtimeMetrics:
     """Metrics switched off."""
@@ -43,7 +41,4 @@ class NoRealtimeMetrics:
         pass
 
     def refused(self, reason: str) -> None:
-        pass
-
-    def flush(self) -> None:
         pass

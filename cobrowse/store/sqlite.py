@@ -211,9 +211,13 @@ class SqliteSessionStore:
                 )
             return PurgeResult(timed_out=len(expired), purged=len(purged), ended=ended)
 
-        return await self._write(
-            lambda connection: transaction(connection, lambda: purge(connection))
-        )
+        # It scans every live session: in a thread, so that the loop serves meanwhile.
+        try:
+            return await self.database.write_in_thread(
+                lambda connection: transaction(connection, lambda: purge(connection))
+            )
+        except sqlite3.DatabaseError as error:
+            raise StoreUnavailableError(str(error)) from error
 
     async def live_count(self, now_ms: int) -> int:
         # It scans every live session (tens of milliseconds at 100,000): in a thread.

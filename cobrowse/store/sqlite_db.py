@@ -44,52 +44,44 @@ AUTOCHECKPOINT_PAGES = 10_000
 T = TypeVar("T")
 
 
-def _read_only(future: asyncio.Future[Any]) -> bool:
-    """Return whether a settled write failed because its connection cannot write."""
-    if future.cancelled():
-        return False
-    error = future.exception()
+Outcome = tuple[Any, BaseException | None]
+
+
+def _read_only(outcome: Outcome) -> bool:
+    """Return whether a write failed because its connection cannot write."""
+    error = outcome[1]
     return isinstance(error, sqlite3.OperationalError) and "readonly" in str(error)
 
 
-def _commit_batch(
-    connection: sqlite3.Connection,
-    batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
-) -> None:
-    """Run a batch of writes in one transaction, each in a savepoint; settle their futures."""
-    if len(batch) == 1:  # alone: its own statement (or `transaction`) commits it
-        work, future = batch[0]
+def _run_batch(
+    connection: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
+) -> list[Outcome]:
+    """Run writes in one transaction, each in a savepoint; return each one's result or error."""
+    if len(works) == 1:  # alone: its own statement (or `transaction`) commits it
         try:
-            future.set_result(work(connection))
+            return [(works[0](connection), None)]
         except Exception as error:
-            future.set_exception(error)
-        return
-    outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            return [(None, error)]
+    outcomes: list[Outcome] = []
     try:
         connection.execute("BEGIN")
-        for work, future in batch:
+        for work in works:
             connection.execute("SAVEPOINT one_write")
             try:
                 result = work(connection)
             except Exception as error:
                 connection.execute("ROLLBACK TO one_write")
                 connection.execute("RELEASE one_write")
-                outcomes.append((future, None, error))
+                outcomes.append((None, error))
                 continue
             connection.execute("RELEASE one_write")
-            outcomes.append((future, result, None))
+            outcomes.append((result, None))
         connection.execute("COMMIT")
     except sqlite3.DatabaseError as error:  # the commit failed (a full disk): all of it did
         if connection.in_transaction:
             connection.execute("ROLLBACK")
-        for _, future in batch:
-            future.set_exception(error)
-        return
-    for future, result, failure in outcomes:
-        if failure is None:
-            future.set_result(result)
-        else:
-            future.set_exception(failure)
+        return [(None, error)] * len(works)
+    return outcomes
 
 
 class _LoopWriter:
@@ -197,17 +189,27 @@ class SqliteDatabase:
                     if not future.done():
                         future.set_exception(failure)
                 raise
-            batch, writer.batch = writer.batch, []
+            batch = [item for item in writer.batch if not item[1].done()]
+            writer.batch = []
+            works = [work for work, _ in batch]
             try:
-                _commit_batch(connection, [item for item in batch if not item[1].done()])
+                outcomes = _run_batch(connection, works)
+                if any(_read_only(outcome) for outcome in outcomes):
+                    # Opened while the disk was read-only, a connection stays read-only: a
+                    # new one writes once the disk is writable again (nothing was written).
+                    self.forget_connection()
+                    connection = self.connection()
+                    outcomes = _run_batch(connection, works)
+            except StoreUnavailableError as error:  # the new connection cannot open
+                outcomes = [(None, error)] * len(works)
             finally:
                 fcntl.flock(writer.descriptor, fcntl.LOCK_UN)
             writer.batches += 1
-            if any(_read_only(future) for _, future in batch):
-                # Opened while the disk was read-only, the connection stays read-only: the
-                # next write opens a new one, so the node recovers once the disk is writable.
-                self.forget_connection()
-                connection = self.connection()
+            for (_, future), (result, problem) in zip(batch, outcomes, strict=True):
+                if problem is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(problem)
 
     async def write_in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run a long write (a sweep over every session) in a thread, off the event loop."""

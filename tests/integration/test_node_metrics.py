@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from cobrowse.config.loader import load_cluster
-from tests.helpers import start_node, write_cluster
+from tests.helpers import start_node, wait_until, write_cluster
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -29,6 +29,7 @@ def test_counts_are_exact_across_four_workers(tmp_path):
     base = load_cluster(config).node("node-1").base_url + "/cobrowse"
     node = start_node(config, "node-1", tmp_path)
     total = 400
+    route = "/cobrowse/rest/live/sessions"
     try:
 
         def create(_: int) -> dict:
@@ -39,10 +40,17 @@ def test_counts_are_exact_across_four_workers(tmp_path):
             sessions = list(pool.map(create, range(total)))
         for session in sessions[:50]:
             requests.get(f"{base}/rest/live/users/{session['userToken']}/session/stop", timeout=5)
-        text = requests.get(f"{base}/metrics", timeout=5).text
+        # Each worker adds its request counts to the shared files once a second.
+        text = wait_until(
+            lambda: (scraped := requests.get(f"{base}/metrics", timeout=5).text)
+            and sample(scraped, "cobrowse_http_requests_total", route=route, method="POST")
+            >= total
+            and scraped,
+            5,
+            "every worker's request counts in the metrics",
+        )
     finally:
         assert node.stop() == 0, node.tail()
-    route = "/cobrowse/rest/live/sessions"
     assert (
         sample(text, "cobrowse_http_requests_total", route=route, method="POST", status="200")
         == total

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
 import falcon
 import falcon.asgi
+import orjson
 
 from cobrowse.config.settings import NodeSettings
 from cobrowse.sessions import userdata
@@ -77,7 +77,7 @@ class SessionsResource:
             # REALTIME.md: browsers open the channel under it (no redirect on a WebSocket).
             answer["sessionServerUrl"] = self.server_url
         resp.content_type = falcon.MEDIA_JSON
-        resp.text = json.dumps(answer)
+        resp.data = orjson.dumps(answer)
         await self.sweeper.maybe_sweep()
 
 
@@ -99,6 +99,6 @@ class SessionResource:
         if self.server_url:
             body["sessionServerUrl"] = self.server_url
         body["screenCapture"] = session.screen_capture
-        # json.dumps directly: Falcon's media handler costs more than the lookup itself here.
+        # orjson directly: Falcon's media handler costs more than the lookup itself here.
         resp.content_type = falcon.MEDIA_JSON
-        resp.text = json.dumps(body)
+        resp.data = orjson.dumps(body)
