@@ -146,7 +146,6 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        self.observer.flush()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -408,7 +407,6 @@ class Hub:
         while True:
             await asyncio.sleep(1.0)
             try:
-                self.observer.flush()
                 now = self.clock.now_ms()
                 if loop.time() >= beat_due:
                     beat_due = loop.time() + self.heartbeat_s
