@@ -316,8 +316,22 @@ class SqliteLiveStore:
             if not draft.snapshot and log_bytes > 2 * max_log_bytes:
                 return EventsOutcome(None, [], refused="full")
             seq = last_seq + 1
-            entries = append_drafts(connection, session_key, last_seq, [draft], now_ms)
-            size = len(entries[0].payload)
+            payload = draft.payload(seq)
+            size = len(payload)
+            connection.execute(
+                "INSERT INTO live_log (session_key, seq, kind, audience, snapshot, stored_at, "
+                "payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_key,
+                    seq,
+                    draft.kind,
+                    draft.audience,
+                    int(draft.snapshot),
+                    now_ms,
+                    payload,
+                ),
+            )
+            entries = [LiveEntry(seq, draft.kind, draft.audience, payload, now_ms, draft.snapshot)]
             if draft.snapshot:
                 # The log now starts at this snapshot: what it makes obsolete goes.
                 connection.execute(
@@ -326,22 +340,18 @@ class SqliteLiveStore:
                     (session_key, seq),
                 )
                 log_bytes, requested = size, 0
-                connection.execute(
-                    "UPDATE sessions SET snapshot_seq = ?, log_bytes = ?, snapshot_requested = 0, "
-                    "last_cseq = ? WHERE user_token = ?",
-                    (seq, size, cseq, session_key),
-                )
             else:
                 log_bytes += size
-                connection.execute(
-                    "UPDATE sessions SET last_cseq = ? WHERE user_token = ?", (cseq, session_key)
-                )
-            if log_bytes > max_log_bytes and not requested:
+            request = log_bytes > max_log_bytes and not requested
+            # One update for the batch's counters (the hot path: every batch of every customer).
+            connection.execute(
+                "UPDATE sessions SET last_seq = ?, last_cseq = ?, log_bytes = ?, "
+                "snapshot_seq = CASE WHEN ? THEN ? ELSE snapshot_seq END, "
+                "snapshot_requested = ? WHERE user_token = ?",
+                (seq, cseq, log_bytes, draft.snapshot, seq, int(requested or request), session_key),
+            )
+            if request:
                 entries += append_drafts(connection, session_key, seq, [snapshot_request], now_ms)
-                connection.execute(
-                    "UPDATE sessions SET snapshot_requested = 1 WHERE user_token = ?",
-                    (session_key,),
-                )
             return EventsOutcome(entries[0], entries)
 
         return await self._write(store)
