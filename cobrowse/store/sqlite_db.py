@@ -98,6 +98,7 @@ class _LoopWriter:
         # Writes asked for, and the task committing them; one batch at a time per process.
         self.batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self.committer: asyncio.Task[None] | None = None
+        self.scheduled = False  # a flush is due in this turn of the loop
         # One thread is enough: it only ever waits for the lock, then hands it to the loop.
         self.waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-lock")
         self.waited = 0  # batches that had to wait for another process (for tests, metrics)
@@ -154,23 +155,38 @@ class SqliteDatabase:
         `work` runs in a transaction of its own (a savepoint when it shares the commit of
         others): it must not begin or commit one itself (`transaction` nests, it does not).
         """
-        connection = self.connection()  # first: opening creates the directory and migrates
+        self.connection()  # first: opening creates the directory and migrates
         try:
             writer = self._writer_for_loop()
         except OSError as error:  # the lock file cannot be opened: a read-only or full disk
             raise StoreUnavailableError(f"cannot open {self.path}.lock: {error}") from error
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         writer.batch.append((work, future))
-        if writer.committer is None or writer.committer.done():
-            # A task, not a call: it runs after the coroutines ready in this turn of the loop
-            # have asked for their writes too.
-            writer.committer = asyncio.get_running_loop().create_task(
-                self._commit(writer, connection)
-            )
+        if not writer.scheduled and (writer.committer is None or writer.committer.done()):
+            # A callback, not an immediate write: it runs after the coroutines ready in this
+            # turn of the loop have asked for their writes too.
+            writer.scheduled = True
+            loop.call_soon(self._flush, writer)
         return await future
 
-    async def _commit(self, writer: _LoopWriter, connection: sqlite3.Connection) -> None:
-        """Commit the batches asked for, one after the other, until none is left."""
+    def _flush(self, writer: _LoopWriter) -> None:
+        """Commit the writes asked for this turn inline if the lock is free, else in a task."""
+        writer.scheduled = False
+        if not writer.batch or (writer.committer is not None and not writer.committer.done()):
+            return
+        try:
+            fcntl.flock(writer.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process writes: wait for it without blocking the loop
+            writer.committer = asyncio.get_running_loop().create_task(self._commit(writer))
+            return
+        except OSError as error:
+            self._fail_all(writer, StoreUnavailableError(f"cannot lock {self.path}: {error}"))
+            return
+        self._commit_locked(writer)
+
+    async def _commit(self, writer: _LoopWriter) -> None:
+        """Commit the batches asked for, one after the other, waiting for the lock."""
         while writer.batch:
             try:
                 try:
@@ -179,37 +195,48 @@ class SqliteDatabase:
                     await self._wait_for_lock(writer)
             except BaseException as error:
                 # Nobody may wait forever: every write asked for so far fails with this.
-                batch, writer.batch = writer.batch, []
-                failure = (
+                self._fail_all(
+                    writer,
                     StoreUnavailableError(f"cannot lock {self.path}: {error}")
                     if isinstance(error, OSError)
-                    else error
+                    else error,
                 )
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(failure)
                 raise
-            batch = [item for item in writer.batch if not item[1].done()]
-            writer.batch = []
-            works = [work for work, _ in batch]
-            try:
-                outcomes = _run_batch(connection, works)
-                if any(_read_only(outcome) for outcome in outcomes):
-                    # Opened while the disk was read-only, a connection stays read-only: a
-                    # new one writes once the disk is writable again (nothing was written).
-                    self.forget_connection()
-                    connection = self.connection()
-                    outcomes = _run_batch(connection, works)
-            except StoreUnavailableError as error:  # the new connection cannot open
-                outcomes = [(None, error)] * len(works)
-            finally:
-                fcntl.flock(writer.descriptor, fcntl.LOCK_UN)
-            writer.batches += 1
-            for (_, future), (result, problem) in zip(batch, outcomes, strict=True):
-                if problem is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(problem)
+            self._commit_locked(writer)
+
+    @staticmethod
+    def _fail_all(writer: _LoopWriter, failure: BaseException) -> None:
+        batch, writer.batch = writer.batch, []
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(failure)
+
+    def _commit_locked(self, writer: _LoopWriter) -> None:
+        """Run the pending batch under the lock already taken, release it, settle each write."""
+        batch = [item for item in writer.batch if not item[1].done()]
+        writer.batch = []
+        works = [work for work, _ in batch]
+        if not works:  # every write asked for was cancelled meanwhile
+            fcntl.flock(writer.descriptor, fcntl.LOCK_UN)
+            return
+        try:
+            connection = self.connection()
+            outcomes = _run_batch(connection, works)
+            if any(_read_only(outcome) for outcome in outcomes):
+                # Opened while the disk was read-only, a connection stays read-only: a
+                # new one writes once the disk is writable again (nothing was written).
+                self.forget_connection()
+                outcomes = _run_batch(self.connection(), works)
+        except StoreUnavailableError as error:  # the new connection cannot open
+            outcomes = [(None, error)] * len(works)
+        finally:
+            fcntl.flock(writer.descriptor, fcntl.LOCK_UN)
+        writer.batches += 1
+        for (_, future), (result, problem) in zip(batch, outcomes, strict=True):
+            if problem is None:
+                future.set_result(result)
+            else:
+                future.set_exception(problem)
 
     async def write_in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run a long write (a sweep over every session) in a thread, off the event loop."""
@@ -231,7 +258,7 @@ class SqliteDatabase:
             writer = self._loop_writer = _LoopWriter(f"{self.path}.lock")
         if writer.loop is not loop:
             # A task belongs to one loop (tests run several in turn).
-            writer.loop, writer.committer = loop, None
+            writer.loop, writer.committer, writer.scheduled = loop, None, False
         return writer
 
     @staticmethod
