@@ -1,6 +1,7 @@
 """Node throughput against Falcon "hello world" (ASGI) under the node's own Gunicorn settings.
 
     scripts/bench node [--rounds 3] [--duration 5] [--connections 16] [--workers 2] [--check]
+                       [--store sqlite|redis]
 
 Serves, in one run, three servers on the servers' CPU:
 
@@ -20,6 +21,12 @@ never stalls: the p99 of `cobrowse_event_loop_lag_seconds` (a 20 ms timer per wo
 the node's `<context>/metrics` right before and right after each create run, the bucket deltas
 summed over rounds) under 5 ms; the same is reported for get. `--check` turns the targets into
 the exit status. When one is missed, `scripts/bench inprocess` says where the time goes.
+
+`--store redis` also runs the node on the shared store: a second node, its sessions in a local
+`redis-server` the benchmark starts (on the servers' CPU, AOF with `appendfsync always`, as
+`cobrowse cluster --store redis` runs it), measured on create and get in the same rounds. The
+report adds each backend's create and get and the ratio redis/sqlite (target: >= 0.7x SQLite's
+throughput), and Redis's own CPU per request, which the node's CPU column leaves out.
 
 Get cycles through 1000 seeded sessions; stop and ping use sessions of their own in each round
 (stop's seeded right before its run, so that every stop is a first stop, the write). The machine
@@ -42,12 +49,14 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import (
     LOAD_CPUS,
     SERVER_CPUS,
     Scenario,
+    Server,
     Summary,
     cpus_busy_seconds,
     group_cpu_seconds,
@@ -60,10 +69,12 @@ from cobrowse.config.loader import load_cluster
 from cobrowse.config.settings import NodeSettings
 from cobrowse.sessions.ring import ClusterRing
 from cobrowse.sessions.tokens import TokenIssuer
-from cobrowse.store import Session, TokenConflictError
+from cobrowse.store import Session, SessionStore, TokenConflictError
 from cobrowse.store.sqlite import SqliteSessionStore
 
 TARGETS = {"create": 0.35, "get": 0.6}
+REDIS_TARGET = 0.7  # the shared store's throughput over SQLite's, create and get
+REDIS = " (redis)"  # the label suffix of the node on the shared store
 LOOP_LAG_TARGET_S = 0.005
 ORIGIN = "http://localhost:8080"
 BASELINE = "asgi hello world"
@@ -83,13 +94,13 @@ _BUCKET = re.compile(
 )
 
 
-def serve(kind: str, config: Path, port: int, workers: int) -> None:
+def serve(kind: str, config: Path, port: int, workers: int, name: str = "node-1") -> None:
     """Run the node or a hello-world app under the node's Gunicorn options (blocks)."""
     from benchmarks.hello import create_hello_app, create_wsgi_hello_app
     from cobrowse.ops.node import GunicornServer, gunicorn_options, prepare_node_process
     from cobrowse.web.app import create_app
 
-    settings = load_cluster(config).node_settings("node-1")
+    settings = load_cluster(config).node_settings(name)
     options = {
         **gunicorn_options(settings),
         "bind": [f"127.0.0.1:{port}"],
@@ -110,11 +121,19 @@ def serve(kind: str, config: Path, port: int, workers: int) -> None:
 
 
 async def seed_sessions_async(settings: NodeSettings, count: int, seed: int = 42) -> list[Session]:
-    """Insert `count` live sessions (alive for a day) into the node's database, with its store.
+    """Insert `count` live sessions (alive for a day) into the node's store (its database, or
+    the shared Redis).
 
     The node may be running: the store's writes queue on its write lock like the node's own.
     """
-    store = SqliteSessionStore.at(settings.database_path)
+    store: SessionStore
+    if settings.cluster.store.shared:
+        from cobrowse.backends import open_backend
+
+        store = open_backend(settings).store
+        await store.open()
+    else:
+        store = SqliteSessionStore.at(settings.database_path)
     issuer = TokenIssuer(ClusterRing(settings.cluster.nodes), settings.name, random.Random(seed))
     now_ms = int(time.time() * 1000)
     sessions: list[Session] = []
@@ -200,17 +219,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="workers of every server")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "redis"],
+        default="sqlite",
+        help="redis: also measure create and get on the shared store (a local redis-server), "
+        "and print the ratio redis/sqlite (default %(default)s: SQLite only)",
+    )
     parser.add_argument("--serve", choices=["node", "hello", "wsgi-hello"], help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="node-1", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.config, args.port, args.workers)
+        serve(args.serve, args.config, args.port, args.workers, args.name)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="cobrowse-bench-") as scratch:
-        results, lag = measure(Path(scratch), args)
-    return report(results, lag, args)
+        results, lag, redis_cpu_us = measure(Path(scratch), args)
+    return report(results, lag, args, redis_cpu_us)
 
 
 def other_load(groups: tuple[int, ...]) -> tuple[float, float]:
@@ -235,7 +262,9 @@ def distinct_free_ports(count: int) -> list[int]:
 
 def measure(
     directory: Path, args: argparse.Namespace
-) -> tuple[list[Summary], dict[str, LoopLagMeter]]:
+) -> tuple[list[Summary], dict[str, LoopLagMeter], float | None]:
+    """Run every scenario; return the summaries, the loop-lag meters and, with `--store
+    redis`, Redis's own CPU time per request to the node on it (µs)."""
     port, hello_port, wsgi_port, router_port = distinct_free_ports(4)
     config = directory / "cluster.ini"
     config.write_text(
@@ -276,6 +305,7 @@ def measure(
         return users(seed_sessions(settings, stop_per_round, seed=1000 + index), "session/stop")
 
     with (
+        contextlib.ExitStack() as extra,
         running(
             [*server, "--serve", "hello", f"--port={hello_port}"],
             directory / "hello.log",
@@ -330,8 +360,14 @@ def measure(
             ),
             Scenario("health", f"{node_url}/health", **on_node),
         ]
-        groups = (hello.pid, wsgi_hello.pid, node.pid)
+        groups: tuple[int, ...] = (hello.pid, wsgi_hello.pid, node.pid)
+        if args.store == "redis":
+            on_redis = shared_store_node(directory, args, extra, lag)
+            scenarios += on_redis.scenarios
+            groups += on_redis.groups
         before = other_load(groups)
+        redis_cpu_before = group_cpu_seconds(groups[-1]) if args.store == "redis" else 0.0
+        redis_cpu_us: float | None = None
         started = time.monotonic()
         summaries = interleaved_rounds(
             Scenario(BASELINE, f"http://127.0.0.1:{hello_port}/hello", cpu_group=hello.pid),
@@ -340,6 +376,11 @@ def measure(
             duration=args.duration,
             connections=args.connections,
         )
+        if args.store == "redis":
+            redis_requests = sum(x.requests_total for x in summaries if x.label.endswith(REDIS))
+            redis_cpu_us = (
+                (group_cpu_seconds(groups[-1]) - redis_cpu_before) / max(1, redis_requests) * 1e6
+            )
         # The machine is shared: say how much of its CPUs went to anything else.
         elapsed = time.monotonic() - started
         servers, load = (a - b for a, b in zip(other_load(groups), before, strict=True))
@@ -356,10 +397,88 @@ def measure(
             "(reads, not writes); raise STOP_RATE_PER_S",
             file=sys.stderr,
         )
-    return summaries, lag
+    return summaries, lag, redis_cpu_us
 
 
-def report(summaries: list[Summary], lag: dict[str, LoopLagMeter], args: argparse.Namespace) -> int:
+@dataclass
+class SharedStoreNode:
+    """The node on the shared store: its scenarios, and the process groups it adds (Redis
+    last)."""
+
+    scenarios: list[Scenario]
+    groups: tuple[int, ...]
+
+
+def shared_store_node(
+    directory: Path,
+    args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    lag: dict[str, LoopLagMeter],
+) -> SharedStoreNode:
+    """Start a local redis-server and a node on it (stopped with `stack`); seed its sessions."""
+    from cobrowse.ops.cluster import redis_argv, redis_ping
+
+    redis_port, port, router_port = distinct_free_ports(3)
+    (directory / "redis").mkdir()
+    redis = Server(redis_argv(directory / "redis", redis_port), directory / "redis.log")
+    stack.callback(redis.stop)
+    end = time.monotonic() + 30
+    while not redis_ping(redis_port):
+        if time.monotonic() > end or redis.popen.poll() is not None:
+            raise RuntimeError(f"redis-server did not start: see {directory / 'redis.log'}")
+        time.sleep(0.05)
+    config = directory / "cluster-redis.ini"
+    config.write_text(
+        render_cluster_file(
+            [GeneratedNode("redis-node", port, args.workers)],
+            router_port=router_port,
+            data_dir=directory / "data-redis",
+            allowed_origins=ORIGIN,
+            sections={"store": {"backend": "redis", "url": f"redis://127.0.0.1:{redis_port}/0"}},
+        )
+    )
+    settings = load_cluster(config).node_settings("redis-node")
+    for_get = seed_sessions(settings, GET_SESSIONS)
+    node_url = f"http://127.0.0.1:{port}{settings.context_path}"
+    node = stack.enter_context(
+        running(
+            [
+                sys.executable, "-m", "benchmarks.node", "--config", str(config),
+                f"--workers={args.workers}", "--name", "redis-node", "--serve", "node",
+                f"--port={port}",
+            ],
+            directory / "node-redis.log",
+            f"{node_url}/health",
+        )
+    )  # fmt: skip
+    lag["create" + REDIS] = LoopLagMeter(f"{node_url}/metrics")
+    live = f"{settings.context_path}/rest/live"
+    scenarios = [
+        Scenario(
+            "create" + REDIS,
+            f"{node_url}/rest/live/sessions",
+            'wrk.method = "POST"\n',
+            around=lag["create" + REDIS].around,
+            cpu_group=node.pid,
+        ),
+        Scenario(
+            "get" + REDIS,
+            node_url,
+            lua_cycle(
+                "GET", [f"{live}/sessions/{s.session_token}" for s in for_get], {"Origin": ORIGIN}
+            ),
+            cpu_group=node.pid,
+        ),
+    ]
+    return SharedStoreNode(scenarios, (node.pid, redis.pid))
+
+
+def report(
+    summaries: list[Summary],
+    lag: dict[str, LoopLagMeter],
+    args: argparse.Namespace,
+    redis_cpu_us: float | None = None,
+) -> int:
     print(f"{'':<{LABEL_WIDTH}} {'median of rounds':>16}")
     status = 0
     for summary in summaries:
@@ -379,8 +498,38 @@ def report(summaries: list[Summary], lag: dict[str, LoopLagMeter], args: argpars
     if args.check and not met:
         status = 1
     print(lag["get"].line("get", None)[0])
+    if "create" + REDIS in lag:
+        print(lag["create" + REDIS].line("create" + REDIS, None)[0])
     for label, meter in lag.items():
         print(f"  {label} loop lag samples: {meter.distribution()}")
+    if args.store == "redis":
+        status |= report_shared_store(summaries, args, redis_cpu_us)
+    return status
+
+
+def report_shared_store(
+    summaries: list[Summary], args: argparse.Namespace, redis_cpu_us: float | None
+) -> int:
+    """Print each backend's create and get, and the ratio redis/sqlite."""
+    by_label = {summary.label: summary for summary in summaries}
+    status = 0
+    for operation in ("create", "get"):
+        sqlite, redis = by_label[operation], by_label[operation + REDIS]
+        # Both are medians of ratios to the same rounds' baselines: their quotient compares
+        # the backends without the host's drift between runs.
+        assert sqlite.ratio
+        assert redis.ratio is not None
+        ratio = redis.ratio / sqlite.ratio
+        met = ratio >= REDIS_TARGET
+        print(
+            f"{operation}: sqlite {sqlite.requests_per_s:.0f} req/s, redis "
+            f"{redis.requests_per_s:.0f} req/s: redis/sqlite {ratio:.2f}x, target >= "
+            f"{REDIS_TARGET:.2f}x: {'met' if met else 'MISSED'}"
+        )
+        if args.check and not met:
+            status = 1
+    if redis_cpu_us is not None:
+        print(f"  redis-server's own CPU: {redis_cpu_us:.0f} µs per request to the node on it")
     return status
 
 

@@ -2,7 +2,7 @@
 
     scripts/bench realtime [--pairs 200] [--rate 5] [--duration 20] [--saturation-duration 10]
                            [--window 2] [--workers 4] [--skip-floor] [--skip-single-worker]
-                           [--check]
+                           [--check] [--store sqlite|redis]
 
 N customer/agent pairs speak REALTIME.md to one node (`cobrowse node`, `--workers` workers, on
 the servers' CPU): each customer creates a session, accepts its agent's join (consent), sends a
@@ -17,6 +17,12 @@ Each server runs two loads on the same connections, one after the other:
 - saturation: every customer keeps `--window` batches sent but not yet delivered to its agent
   (closed loop) for `--saturation-duration` seconds; the messages per second delivered is the
   server's saturation throughput. Target: the node >= 0.5x the floor.
+
+`--store redis` adds, right after it, the same node on the shared store: its live logs in a
+local `redis-server` the benchmark starts (on the servers' CPU, AOF with `appendfsync always`, as
+`cobrowse cluster --store redis` runs it), delivery across workers through Redis Streams; the
+report compares both backends at both loads (target: p99 <= 50 ms at the fixed load on Redis
+too) and gives Redis's own CPU per message, which the node's column leaves out.
 
 Servers, in this order: the node with `--workers` workers; the node with 1 worker (every pair
 on one worker: no cross-worker path); the floor (benchmarks/relay_floor.py, a single-process
@@ -382,17 +388,29 @@ class Target:
     consent: bool
     open_pair: Callable[[int], Awaitable[Pair]]
     workers: int = 1
+    store: str = "sqlite"
+    store_group: int | None = None  # the shared store's process group (its CPU, apart)
 
 
-def node_target(directory: Path, workers: int, compression: bool) -> Target:
+def node_target(
+    directory: Path,
+    workers: int,
+    compression: bool,
+    redis: tuple[str, int] | None = None,
+) -> Target:
+    """The node with `workers` workers; on the shared store when `redis` = (url, pid)."""
     port = free_port()
-    config = directory / f"cluster-{workers}.ini"
+    suffix = f"{workers}-redis" if redis else str(workers)
+    sections = dict(NODE_SECTIONS)
+    if redis:
+        sections["store"] = {"backend": "redis", "url": redis[0]}
+    config = directory / f"cluster-{suffix}.ini"
     config.write_text(
         render_cluster_file(
             [GeneratedNode("node-1", port, workers)],
             router_port=free_port(),
-            data_dir=directory / f"data-{workers}",
-            sections=NODE_SECTIONS,
+            data_dir=directory / f"data-{suffix}",
+            sections=sections,
         )
     )
     http = f"http://127.0.0.1:{port}{CONTEXT}/rest/live"
@@ -412,13 +430,15 @@ def node_target(directory: Path, workers: int, compression: bool) -> Target:
 
     cobrowse = str(Path(sys.executable).with_name("cobrowse"))
     return Target(
-        f"node ({workers} worker{'s' if workers > 1 else ''})",
+        f"node ({workers} worker{'s' if workers > 1 else ''}{', redis' if redis else ''})",
         [cobrowse, "node", "--config", str(config), "--name", "node-1"],
         f"http://127.0.0.1:{port}{CONTEXT}/health",
         port,
         consent=True,
         open_pair=open_pair,
         workers=workers,
+        store="redis" if redis else "sqlite",
+        store_group=redis[1] if redis else None,
     )
 
 
@@ -522,6 +542,7 @@ class Result:
     server_cpus_busy: float  # how busy the servers' CPUs were, whoever used them
     stats: Stats
     unacked: int = 0
+    store_cpu_us: float | None = None  # the shared store's own CPU per delivered batch
 
     def row(self) -> str:
         return (
@@ -568,11 +589,13 @@ async def measure_load(
     load: str,
     duration: float,
     drive: Callable[[Pair, float, float], Awaitable[None]],
+    store_group: int | None = None,
 ) -> Result:
     loop = asyncio.get_running_loop()
     generator.stats = stats = Stats()
     generator.phase = load
     lost_before = generator.lost()
+    store_before = group_cpu_seconds(store_group) if store_group else 0.0
     cpu_before = group_cpu_seconds(server.pid)
     machine_before = machine_ticks()[0]
     server_cpus_before = cpus_busy(SERVER_CPUS)
@@ -586,6 +609,7 @@ async def measure_load(
     await asyncio.gather(*senders)
     await generator.drain()
     cpu = group_cpu_seconds(server.pid) - cpu_before
+    store_cpu = group_cpu_seconds(store_group) - store_before if store_group else None
     machine = (machine_ticks()[0] - machine_before) / os.sysconf("SC_CLK_TCK")
     server_cpus = (cpus_busy(SERVER_CPUS) - server_cpus_before) / os.sysconf("SC_CLK_TCK")
     generated = time.process_time() - gen_before
@@ -604,10 +628,11 @@ async def measure_load(
         rss,
         pss,
         generated / wall,
-        max(0.0, machine - cpu - generated) / wall,
+        max(0.0, machine - cpu - (store_cpu or 0.0) - generated) / wall,
         server_cpus / wall / len(SERVER_CPUS),
         stats,
         unacked=generator.unacked(),
+        store_cpu_us=None if store_cpu is None else store_cpu / max(1, stats.delivered) * 1e6,
     )
 
 
@@ -654,6 +679,7 @@ async def run_target(target: Target, args: argparse.Namespace, batches: Batches,
             load=f"{args.pairs}x{args.rate:g}/s",
             duration=args.duration,
             drive=paced,
+            store_group=target.store_group,
         )
         saturation = await measure_load(
             generator,
@@ -662,6 +688,7 @@ async def run_target(target: Target, args: argparse.Namespace, batches: Batches,
             load=f"saturation w{args.window}",
             duration=args.saturation_duration,
             drive=windowed,
+            store_group=target.store_group,
         )
         await generator.close()
         if args.timeline and generator.timeline is not None:
@@ -723,7 +750,8 @@ def report(runs: list[Run], args: argparse.Namespace, batches: Batches) -> int:
             print(f"  {result.server} {result.load}: generator pacing lag p99 {lag:.1f} ms")
     for run in runs:
         print_cross_worker(run)
-    nodes = [run for run in runs if run.target.consent]
+    shared = [run for run in runs if run.target.store == "redis"]
+    nodes = [run for run in runs if run.target.consent and run.target.store == "sqlite"]
     floor = next((run for run in runs if not run.target.consent), None)
     if len(nodes) > 1:
         many, one = nodes[0], nodes[1]
@@ -743,11 +771,45 @@ def report(runs: list[Run], args: argparse.Namespace, batches: Batches) -> int:
             f"{1e6 / floor.saturation.cpu_us:.0f} msgs "
             f"({floor.saturation.cpu_us / node.saturation.cpu_us:.2f}x)"
         )
-    for text, met in targets(nodes[0] if nodes else None, floor):
+    checks = targets(nodes[0] if nodes else None, floor)
+    for run in shared:
+        checks += compare_stores(run, nodes[0] if nodes else None)
+    for text, met in checks:
         print(f"{text}: {'met' if met else 'MISSED'}")
         if args.check and not met:
             status = 1
     return status
+
+
+def compare_stores(redis: Run, sqlite: Run | None) -> list[tuple[str, bool]]:
+    """Print the shared store against SQLite; return its target (p99 at the fixed load)."""
+    for result in (redis.fixed, redis.saturation):
+        print(
+            f"{redis.target.label} {result.load}: redis-server's own CPU "
+            f"{result.store_cpu_us or 0:.0f} µs/msg (node + redis "
+            f"{result.cpu_us + (result.store_cpu_us or 0):.0f} µs/msg)"
+        )
+    if sqlite is not None:
+        print(
+            f"redis vs sqlite ({redis.target.workers} workers): p50/p99 at fixed load "
+            f"{redis.fixed.p50_ms:.2f}/{redis.fixed.p99_ms:.2f} vs "
+            f"{sqlite.fixed.p50_ms:.2f}/{sqlite.fixed.p99_ms:.2f} ms; saturation "
+            f"{redis.saturation.rate:.0f} vs {sqlite.saturation.rate:.0f} msgs/s "
+            f"({redis.saturation.rate / sqlite.saturation.rate:.2f}x)"
+        )
+    fixed = redis.fixed
+    return [
+        (
+            f"target: {redis.target.label} p99 at {fixed.load} <= {P99_TARGET_MS:g} ms: "
+            f"{fixed.p99_ms:.2f} ms",
+            fixed.p99_ms <= P99_TARGET_MS,
+        ),
+        (
+            f"target: {redis.target.label} 0 lost / duplicated / out of order at {fixed.load}: "
+            f"{fixed.lost} / {fixed.duplicated} / {fixed.out_of_order}",
+            fixed.lost == fixed.duplicated == fixed.out_of_order == 0,
+        ),
+    ]
 
 
 def print_cross_worker(run: Run) -> None:
@@ -797,6 +859,22 @@ def targets(node: Run | None, floor: Run | None) -> list[tuple[str, bool]]:
     return checks
 
 
+def start_redis(directory: Path, stack: contextlib.ExitStack) -> tuple[str, int]:
+    """Start a local redis-server (stopped with `stack`); return its URL and process group."""
+    from cobrowse.ops.cluster import redis_argv, redis_ping
+
+    port = free_port()
+    (directory / "redis").mkdir()
+    server = Server(redis_argv(directory / "redis", port), directory / "redis.log")
+    stack.callback(server.stop)
+    end = time.monotonic() + 30
+    while not redis_ping(port):
+        if time.monotonic() > end or server.popen.poll() is not None:
+            raise RuntimeError(f"redis-server did not start: see {directory / 'redis.log'}")
+        time.sleep(0.05)
+    return f"redis://127.0.0.1:{port}/0", server.pid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -819,6 +897,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compression", action="store_true", help="do not negotiate permessage-deflate"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "redis"],
+        default="sqlite",
+        help="redis: also run the node on the shared store (a local redis-server), right "
+        "after the SQLite node, and compare them (default %(default)s: SQLite only)",
+    )
     parser.add_argument("--only-floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--timeline",
@@ -829,9 +914,15 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, LOAD_CPUS)  # the servers get the other CPUs (benchmarks.common)
     compression = not args.no_compression
     batches = make_batches()
-    with tempfile.TemporaryDirectory(prefix="cobrowse-bench-rt-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="cobrowse-bench-rt-") as scratch,
+        contextlib.ExitStack() as stack,
+    ):
         directory = Path(scratch)
         targets = [] if args.only_floor else [node_target(directory, args.workers, compression)]
+        if args.store == "redis" and not args.only_floor:
+            redis = start_redis(directory, stack)
+            targets.append(node_target(directory, args.workers, compression, redis))
         if args.workers != 1 and not (args.skip_single_worker or args.only_floor):
             targets.append(node_target(directory, 1, compression))
         if not args.skip_floor:

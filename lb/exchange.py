@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from lb.http import Request, Response, json_error
-from lb.routing import Route, UnavailableError
+from lb.routing import Route, Rule, UnavailableError
 from lb.state import RouterState
 from lb.upstream import UpstreamClosedError, UpstreamConnection, UpstreamPool, UpstreamTimeoutError
 
@@ -21,7 +21,8 @@ class Exchange:
     """Forward one request, with the only retries that cannot duplicate work.
 
     - A connection that cannot be opened: nothing was sent. A create goes to another node
-      (`option redispatch`); anything else gets 503 naming the node.
+      (`option redispatch`), and so does anything else with the shared store (any node serves
+      any session); otherwise it gets 503 naming the node.
     - A pooled connection that the node had closed while idle (no byte of answer): the request
       was not processed; it is sent once more on a fresh connection.
     - Anything after that is the node failing mid-request: 502, or 504 after serverTimeout.
@@ -116,12 +117,19 @@ class Exchange:
         node = self.route.backend.name
         self.state.upstream_errors[(node, "connect")] += 1
         log.warning("cannot connect to node %s: %s", node, detail)
-        if not self.state.table.is_create(self.request.method, self.route.target):
+        table = self.state.table
+        if table.is_create(self.request.method, self.route.target):
+            choose, rule = table.spread_excluding, self.route.rule
+        elif table.shared:
+            # Nothing was sent, and any node serves any session: another node that is up.
+            choose, rule = table.failover, Rule.FAILOVER
+        else:
             self.client.respond(self.request, self.state.unavailable(node))
             return
-        try:  # a create that reached no node is safe to send to another one
-            backend = self.state.table.spread_excluding(self.tried)
+        try:  # a request that reached no node is safe to send to another one
+            backend = choose(self.tried)
         except UnavailableError:
-            self.client.respond(self.request, self.state.unavailable(None))
+            named = node if rule is Rule.FAILOVER else None  # a create names no node
+            self.client.respond(self.request, self.state.unavailable(named))
             return
-        self._try(Route(backend, self.route.rule, self.route.target))
+        self._try(Route(backend, rule, self.route.target))

@@ -45,7 +45,7 @@ class Router:
         self.state = RouterState(
             config=config,
             ring=ring,
-            table=RoutingTable(config.context_path, ring, {}),
+            table=RoutingTable(config.context_path, ring, {}, config.store.shared),
             trusted=trusted,
             observer=RouterObserver(config, trusted, requests),
             requests=requests,
@@ -77,7 +77,7 @@ class Router:
             self._drop(name)
         state.config, state.backends = config, fresh
         state.ring = ClusterRing(config.nodes)
-        state.table = RoutingTable(config.context_path, state.ring, fresh)
+        state.table = RoutingTable(config.context_path, state.ring, fresh, config.store.shared)
         state.observer.reconfigure(config)
 
     def _drop(self, name: str) -> None:
@@ -88,7 +88,8 @@ class Router:
             log.warning("closed %d tunnel(s) of node %s, which the reload removed", closed, name)
 
     def _state_changed(self, backend: Backend) -> None:
-        """A node that goes down loses its tunnels at once: clients reconnect and get 503."""
+        """A node that goes down loses its tunnels at once: clients reconnect, and get 503 (or,
+        with the shared store, another node)."""
         if backend.state is State.DOWN:
             closed = self.state.tunnels.close_node(backend.name, "node_down")
             if closed:

@@ -2,6 +2,11 @@
 
 This is ARCHITECTURE invariant 3. Everything here is pure and cheap: a few byte searches and,
 for token routing, one ring lookup. No node is ever asked where a session lives.
+
+With the shared store (`[store] backend = redis`), any node serves any session: the prefix,
+cookie or token still says which node to prefer, so that a healthy cluster keeps each session on
+one node, but a request whose node is down fails over to another node that is up instead of
+getting the 503 naming it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Rule(enum.Enum):
     HEADER = "header"
     TOKEN = "token"  # noqa: S105 - a rule name, not a secret
     SPREAD = "spread"
+    FAILOVER = "failover"  # shared store: the node that prefix, cookie or token named is down
 
 
 @dataclass(slots=True)
@@ -63,8 +69,15 @@ def sticky_cookie_values(cookie_header: bytes) -> list[bytes]:
 class RoutingTable:
     """The routing decision for one cluster definition."""
 
-    def __init__(self, context_path: str, ring: ClusterRing, backends: dict[str, Backend]) -> None:
+    def __init__(
+        self,
+        context_path: str,
+        ring: ClusterRing,
+        backends: dict[str, Backend],
+        shared: bool = False,
+    ) -> None:
         self.ring = ring
+        self.shared = shared  # the shared store: any node serves any session
         self.backends = backends
         self.by_bytes = {name.encode(): backend for name, backend in backends.items()}
         context = context_path.encode()
@@ -103,9 +116,11 @@ class RoutingTable:
             owner = self._owner(target)
             if owner is not None:
                 backend = self.backends.get(owner)
-                if backend is None or not backend.up:
-                    raise UnavailableError(owner)
-                return Route(backend, Rule.TOKEN, target)
+                if backend is not None and backend.up:
+                    return Route(backend, Rule.TOKEN, target)
+                if self.shared:
+                    return Route(self.failover({owner}), Rule.FAILOVER, target)
+                raise UnavailableError(owner)
         # 4. Spread new work over the nodes that take new sessions.
         return Route(self.spread(), Rule.SPREAD, target)
 
@@ -151,20 +166,23 @@ class RoutingTable:
         if backend.up:
             return Route(backend, rule, target)
         if explicit:
+            if self.shared:
+                return Route(self.failover({backend.name}), Rule.FAILOVER, target)
             raise UnavailableError(backend.name)
         return None  # a stale cookie: the token, if any, decides
 
     def _owner(self, target: bytes) -> str | None:
         query = target.find(b"?")
         path = target if query == -1 else target[:query]
+        # /sessions/{sessionToken}[/join] and /users/{userToken}/...: the first segment.
         if path.startswith(self.sessions_prefix):
-            token = path[len(self.sessions_prefix) :]
+            rest = path[len(self.sessions_prefix) :]
         elif path.startswith(self.users_prefix):
             rest = path[len(self.users_prefix) :]
-            slash = rest.find(b"/")
-            token = rest if slash == -1 else rest[:slash]
         else:
             return None
+        slash = rest.find(b"/")
+        token = rest if slash == -1 else rest[:slash]
         owners = self._owners
         cached = owners.get(token)
         if cached is not None:
@@ -184,6 +202,20 @@ class RoutingTable:
             if eligible:
                 return eligible[next(self._turn) % len(eligible)]
         raise UnavailableError(None)
+
+    def failover(self, excluded: set[str]) -> Backend:
+        """Pick a node for a request whose preferred node is down or refused the connection
+        (shared store only): round-robin over the primaries that take new sessions, else those
+        that are up but draining, else the backups likewise; raise (503 naming the preferred
+        node, or none) when no node is up."""
+        for pool in (self.primaries, self.backups):
+            for eligible in (
+                [b for b in pool if b.takes_new_sessions and b.name not in excluded],
+                [b for b in pool if b.up and b.name not in excluded],
+            ):
+                if eligible:
+                    return eligible[next(self._turn) % len(eligible)]
+        raise UnavailableError(next(iter(excluded)) if len(excluded) == 1 else None)
 
     def spread_excluding(self, excluded: set[str]) -> Backend:
         """Pick another node for a create whose first node refused the connection."""

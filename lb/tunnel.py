@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from lb.http import HeaderBlock, Request, Response, json_error
-from lb.routing import Route
+from lb.routing import Route, Rule, UnavailableError
 from lb.state import RouterState
 
 if TYPE_CHECKING:
@@ -86,20 +86,26 @@ class Tunnel:
         self.connecting = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
-        spec = self.route.backend.spec
         settings = self.state.config.router
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(settings.connect_timeout):
-                transport, handshake = await loop.create_connection(
-                    lambda: HandshakeUpstream(self), spec.host, spec.port
-                )
-        except (OSError, TimeoutError) as error:
-            self.state.upstream_errors[(self.node, "connect")] += 1
-            detail = str(error) or type(error).__name__
-            log.warning("cannot connect to node %s: %s", self.node, detail)
-            self._answer(self.state.unavailable(self.node))
-            return
+        preferred = self.node
+        tried: set[str] = set()
+        while True:
+            spec = self.route.backend.spec
+            tried.add(self.node)
+            try:
+                async with asyncio.timeout(settings.connect_timeout):
+                    transport, handshake = await loop.create_connection(
+                        lambda: HandshakeUpstream(self), spec.host, spec.port
+                    )
+                break
+            except (OSError, TimeoutError) as error:
+                self.state.upstream_errors[(self.node, "connect")] += 1
+                detail = str(error) or type(error).__name__
+                log.warning("cannot connect to node %s: %s", self.node, detail)
+                if self.closed or not self._fail_over(tried):
+                    self._answer(self.state.unavailable(preferred))
+                    return
         self.connecting = None
         if self.closed:  # the client left meanwhile
             transport.close()
@@ -107,6 +113,22 @@ class Tunnel:
         self.handshake = handshake
         transport.write(self.state.upstream_request(self.request, self.route, self.client.peer))
         self.timer = loop.call_later(settings.server_timeout, self._too_slow)
+
+    def _fail_over(self, tried: set[str]) -> bool:
+        """With the shared store, move a handshake that reached no node to another node that
+        is up (nothing was sent); return False when there is none, or no shared store."""
+        table = self.state.table
+        if not table.shared:
+            return False
+        try:
+            backend = table.failover(tried)
+        except UnavailableError:
+            return False
+        self.route = Route(backend, Rule.FAILOVER, self.route.target)
+        self.node = backend.name
+        self.request.node, self.request.rule = self.node, Rule.FAILOVER.value
+        self.state.requests[(self.node, Rule.FAILOVER.value)] += 1
+        return True
 
     def _client_left(self) -> None:
         self.closed = True

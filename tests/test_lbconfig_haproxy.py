@@ -179,3 +179,62 @@ def test_show_stat_csv_is_read_per_server():
         "node-3": "UP 1/2",
     }
     assert [name for name, state in states.items() if state.up] == ["node-1"]
+
+
+# The shared store: a prefix whose node is down goes to another node.
+
+
+def shared(tmp_path, text: str = CLUSTER) -> str:
+    config = cluster_from(text, tmp_path, store={"backend": "redis"})
+    assert config.store.shared
+    return render_haproxy(config, command="test", stats_socket=str(tmp_path / "h.sock"))
+
+
+def test_with_the_shared_store_prefixes_fail_over_to_the_other_nodes(tmp_path):
+    text = shared(tmp_path)
+    lines = lines_of(text)
+    assert (
+        "use_backend failover_node-2 if url_node-2 !create or url_node-2 node-2_takes_sessions"
+    ) in lines
+    assert (
+        "use_backend only_node-2 if url_node-2 !create or url_node-2 node-2_takes_sessions"
+        not in lines
+    )
+    # Whether a node takes new sessions still comes from only_<node> (it alone).
+    assert "acl node-2_takes_sessions nbsrv(only_node-2) gt 0" in lines
+    block = text[text.index("\nbackend failover_node-2") + 1 :]
+    block = block[: block.index("\n\n")]
+    servers = [line for line in lines_of(block) if line.startswith("server ")]
+    # node-2 first and preferred (use-server, also while it drains), then every other node;
+    # a backup node stays a backup. Each follows all_nodes' checks.
+    assert servers == [
+        "server node-2 127.0.0.1:8702 weight 1 track all_nodes/node-2 "
+        "on-marked-down shutdown-sessions",
+        "server node-1 127.0.0.1:8701 weight 1 track all_nodes/node-1 "
+        "on-marked-down shutdown-sessions",
+        "server node-3 127.0.0.1:8703 weight 1 track all_nodes/node-3 "
+        "on-marked-down shutdown-sessions",
+        "server node-4 127.0.0.1:8704 weight 3 backup track all_nodes/node-4 "
+        "on-marked-down shutdown-sessions",
+    ]
+    block_lines = lines_of(block)
+    for line in ("use-server node-2 if TRUE", "retries 2", "option redispatch 1"):
+        assert line in block_lines
+    assert text.count("\nbackend failover_") == 4
+    assert "any node serves any session" in text
+
+
+def test_without_the_shared_store_prefixes_stay_on_their_node(generated):
+    assert "failover_" not in generated
+    assert "any node serves any session" not in generated
+    only = generated[generated.index("\nbackend only_node-2") + 1 :]
+    assert "retries 0" in only[: only.index("\n\n")]
+
+
+def test_haproxy_accepts_the_shared_store_file(tmp_path):
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(shared(tmp_path))
+    check = subprocess.run(
+        [HAPROXY, "-c", "-f", str(path)], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

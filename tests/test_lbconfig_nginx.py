@@ -146,3 +146,53 @@ def test_draining_an_unknown_node_is_refused(tmp_path, capsys):
     config.write_text(BASE_CLUSTER)
     assert main(["nginx-config", "--config", str(config), "--drain", "node-9"]) == 2
     assert "node-9" in capsys.readouterr().err
+
+
+# The shared store: a prefix whose node fails goes on to the other nodes.
+
+
+def render_shared(tmp_path, drained: frozenset[str] = frozenset()) -> str:
+    config = cluster_from(BASE_CLUSTER, tmp_path, store={"backend": "redis"})
+    return render_nginx(config, command="test", run_dir=str(tmp_path), drained=drained)
+
+
+def prefix_block(text: str, node: str) -> list[str]:
+    block = text[text.index(f"location ^~ /{node}/ {{") :]
+    return lines_of(block[: block.index(f"location @{node}_unavailable")])
+
+
+def test_with_the_shared_store_prefixes_go_on_to_the_other_nodes(tmp_path):
+    text = render_shared(tmp_path)
+    block = prefix_block(text, "node-1")
+    # The prefix and its channel: node-1, else the others (backup servers of the upstream).
+    assert block.count("proxy_pass http://cobrowse_sticky_node-1;") == 2
+    assert "proxy_pass http://cobrowse_only_node-1;" not in block
+    assert "proxy_next_upstream error timeout;" in block
+    sticky = text[text.index("upstream cobrowse_sticky_node-1 {") :]
+    assert [line for line in lines_of(sticky[: sticky.index("}")]) if "server" in line] == [
+        "server 127.0.0.1:8701 max_fails=2 fail_timeout=2s;",
+        "server 127.0.0.1:8702 max_fails=2 fail_timeout=2s backup;",
+        "server 127.0.0.1:8703 max_fails=2 fail_timeout=2s backup;",
+    ]
+    assert "any node serves any session" in text
+
+
+def test_without_the_shared_store_prefixes_stay_on_their_node(tmp_path):
+    text = render(tmp_path)
+    block = prefix_block(text, "node-1")
+    assert block.count("proxy_pass http://cobrowse_only_node-1;") == 2
+    assert "proxy_next_upstream error timeout;" not in block
+    assert "any node serves any session" not in text
+
+
+def test_nginx_accepts_the_shared_store_file(tmp_path):
+    path = tmp_path / "nginx.conf"
+    path.write_text(render_shared(tmp_path, frozenset({"node-2"})))
+    check = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(path), "-e", "stderr"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stderr

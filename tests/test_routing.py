@@ -183,3 +183,85 @@ def test_spread_honours_weight():
     table = RoutingTable("/cobrowse", ClusterRing(nodes), backends_for(nodes, RouterSettings()))
     chosen = [table.route(b"POST", CREATE).backend.name for _ in range(40)]
     assert chosen.count("heavy") == 30
+
+
+# Joining, and the shared store's failover.
+
+
+@pytest.fixture
+def shared_table():
+    ring = ClusterRing(NODES)
+    return RoutingTable("/cobrowse", ring, backends_for(NODES, RouterSettings()), shared=True)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_join_and_the_channel_route_by_their_token(table, shared_table, shared):
+    routing = shared_table if shared else table
+    for node in ("n1", "n2", "n3"):
+        session = token_of(routing, node).encode()
+        user = token_of(routing, node, "user").encode()
+        for method, path in [
+            (b"POST", b"/cobrowse/rest/live/sessions/" + session + b"/join"),
+            (b"POST", b"/cobrowse/rest/live/sessions/" + session + b"/join?x=1"),
+            (b"GET", b"/cobrowse/rest/live/users/" + user + b"/channel"),
+        ]:
+            route = routing.route(method, path)
+            assert (route.backend.name, route.rule, route.target) == (node, Rule.TOKEN, path)
+
+
+def test_without_the_shared_store_a_join_for_a_down_node_is_503_naming_it(table):
+    take_down(table, "n2")
+    token = token_of(table, "n2").encode()
+    with pytest.raises(UnavailableError) as caught:
+        table.route(b"POST", b"/cobrowse/rest/live/sessions/" + token + b"/join")
+    assert caught.value.node == "n2"
+
+
+def test_shared_store_prefix_cookie_and_token_of_a_down_node_fail_over(shared_table):
+    take_down(shared_table, "n2")
+    session = token_of(shared_table, "n2").encode()
+    user = token_of(shared_table, "n2", "user").encode()
+    requests = [
+        (b"GET", b"/n2/cobrowse/rest/live/sessions/" + session, None),
+        (b"GET", b"/n2/cobrowse/rest/live/users/" + user + b"/channel", None),
+        (b"GET", b"/cobrowse/rest/live/sessions/" + session, b"gcbSessionServer=n2"),
+        (b"POST", b"/cobrowse/rest/live/sessions/" + session + b"/join", None),
+        (b"GET", b"/cobrowse/rest/live/users/" + user + b"/session/stop", None),
+    ]
+    chosen = set()
+    for method, path, cookie in requests * 4:
+        route = shared_table.route(method, path, cookie)
+        assert route.rule is Rule.FAILOVER
+        assert route.backend.name in ("n1", "n3")  # primaries that are up; never the backup
+        # The prefix is removed, as when the node was up.
+        assert route.target == path.removeprefix(b"/n2")
+        chosen.add(route.backend.name)
+    assert chosen == {"n1", "n3"}
+
+
+def test_shared_store_a_healthy_cluster_keeps_the_preference(shared_table):
+    token = token_of(shared_table, "n2").encode()
+    assert shared_table.route(b"GET", b"/n3/cobrowse/x").backend.name == "n3"
+    route = shared_table.route(b"GET", b"/cobrowse/rest/live/sessions/" + token)
+    assert (route.backend.name, route.rule) == ("n2", Rule.TOKEN)
+    drain(shared_table, "n2")  # draining keeps its sticky traffic, shared store or not
+    assert shared_table.route(b"GET", b"/n2/cobrowse/x").backend.name == "n2"
+    assert shared_table.route(b"GET", b"/cobrowse/rest/live/sessions/" + token).backend.name == (
+        "n2"
+    )
+
+
+def test_shared_store_failover_prefers_nodes_taking_sessions_then_draining_then_backups(
+    shared_table,
+):
+    take_down(shared_table, "n1")
+    drain(shared_table, "n2")
+    assert {shared_table.route(b"GET", b"/n1/cobrowse/x").backend.name for _ in range(6)} == {"n3"}
+    take_down(shared_table, "n3")
+    assert shared_table.route(b"GET", b"/n1/cobrowse/x").backend.name == "n2"  # draining, up
+    take_down(shared_table, "n2")
+    assert shared_table.route(b"GET", b"/n1/cobrowse/x").backend.name == "spare"
+    take_down(shared_table, "spare")
+    with pytest.raises(UnavailableError) as caught:
+        shared_table.route(b"GET", b"/n1/cobrowse/x")
+    assert caught.value.node == "n1"

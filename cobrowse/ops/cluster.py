@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,14 +33,21 @@ class Part:
     """One process of the local cluster."""
 
     name: str
-    kind: str  # node | router | haproxy | demo
+    kind: str  # node | router | haproxy | demo | redis
     url: str
-    health_url: str
+    health_url: str | None  # None: `ready` alone says whether it is up (not HTTP)
     argv: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     # Beyond a 200 from `health_url`: e.g. HAProxy's own probes have found every node up.
     ready: Callable[[], bool] | None = None
+    # Stopped once every other part has exited (the shared store outlives the nodes).
+    stop_last: bool = False
+
+    def healthy(self) -> bool:
+        if self.health_url is not None and health_status(self.health_url) != 200:
+            return False
+        return self.ready is None or self.ready()
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +255,7 @@ class LocalCluster:
             for part in list(pending):
                 if not part.alive():
                     raise StartError(f"{part.name} exited during start:\n{part.tail()}")
-                if health_status(part.health_url) == 200 and (part.ready is None or part.ready()):
+                if part.healthy():
                     pending.remove(part)
             if pending and time.monotonic() > end:
                 names = ", ".join(part.name for part in pending)
@@ -260,28 +268,34 @@ class LocalCluster:
             time.sleep(0.1)
 
     def stop(self, deadline: float = STOP_DEADLINE_S) -> None:
-        """SIGTERM every part (load balancer first), SIGKILL what is left after `deadline`."""
-        for part in reversed(self.parts):
-            part.signal_group(signal.SIGTERM)
+        """SIGTERM every part (load balancer first, the shared store once the rest has
+        exited), SIGKILL what is left after `deadline`."""
         end = time.monotonic() + deadline
-        for part in self.parts:
-            if part.process is None:
-                continue
-            try:
-                part.process.wait(max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
+        for last in (False, True):
+            parts = [part for part in self.parts if part.stop_last is last]
+            for part in reversed(parts):
+                part.signal_group(signal.SIGTERM)
+            for part in parts:
+                if part.process is None:
+                    continue
+                try:
+                    part.process.wait(max(0.1, end - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    part.signal_group(signal.SIGKILL)
+                    part.process.wait(5)
+                # Workers whose master died first would be orphans: the group takes them too.
                 part.signal_group(signal.SIGKILL)
-                part.process.wait(5)
-            # Workers whose master died first would be orphans: the group takes them too.
-            part.signal_group(signal.SIGKILL)
 
     def table(self) -> str:
         rows = [("part", "url", "pid", "state")]
         for part in self.parts:
-            status = health_status(part.health_url)
-            state = {200: "up", 404: "draining", 503: "not ready", None: "down"}.get(
-                status, str(status)
-            )
+            if part.health_url is None:
+                state = "up" if part.alive() and part.healthy() else "down"
+            else:
+                status = health_status(part.health_url)
+                state = {200: "up", 404: "draining", 503: "not ready", None: "down"}.get(
+                    status, str(status)
+                )
             rows.append((part.name, part.url, str(part.pid), state))
         for name, url in self.links:
             rows.append((name, url, "-", "up" if health_status(url) == 200 else "down"))
@@ -291,17 +305,64 @@ class LocalCluster:
         )
 
 
+def redis_argv(directory: Path, port: int) -> list[str]:
+    """`redis-server` on loopback, its data in `directory`, the append-only file fsynced at
+    every write (`appendfsync always`): what it acknowledged survives a crash of Redis."""
+    return [
+        shutil.which("redis-server") or "/usr/bin/redis-server",
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(directory.resolve()),
+        "--appendonly", "yes",
+        "--appendfsync", "always",
+        "--save", "",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+
+
+def redis_ping(port: int, timeout: float = 1.0) -> bool:
+    """Return whether a Redis on 127.0.0.1:`port` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_part(data_dir: Path, port: int, log_dir: Path) -> Part:
+    """A local redis-server for the cluster's shared store: data in `<data_dir>/redis`."""
+    directory = data_dir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    return Part(
+        "redis",
+        "redis",
+        f"redis://127.0.0.1:{port}/0",
+        None,
+        redis_argv(directory, port),
+        log_dir / "redis.log",
+        ready=lambda: redis_ping(port),
+        stop_last=True,
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def run_cluster(
-    config_path: Path, log_dir: Path, lb: str = "router", demo_port: int | None = None
+    config_path: Path,
+    log_dir: Path,
+    lb: str = "router",
+    demo_port: int | None = None,
+    before: Sequence[Part] = (),
 ) -> int:
-    """Run the cluster in the foreground until Ctrl-C or SIGTERM; return the exit status."""
+    """Run the cluster in the foreground until Ctrl-C or SIGTERM; return the exit status.
+
+    `before`: parts started ahead of the nodes (the shared store's Redis)."""
     config = load_cluster(config_path)
     console = console_url(config)
-    parts = cluster_parts(config, config_path, log_dir, lb, demo_port)
+    parts = [*before, *cluster_parts(config, config_path, log_dir, lb, demo_port)]
     cluster = LocalCluster(parts, links=[("agent console", console)])
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops us like Ctrl-C, even mid-start
     reported: set[str] = set()

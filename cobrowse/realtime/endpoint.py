@@ -337,7 +337,7 @@ class Connection:
         self.channel = channel
         # A waiting agent has nothing to resume: it starts where the log is now.
         start = session.last_seq if participant.state == "pending" else last_seq
-        await endpoint.hub.attach(channel, start, session.snapshot_seq)
+        await endpoint.hub.attach(channel, start, session.snapshot_seq, session.last_seq)
         self.opened(participant.role)
         return await self._listen(channel)
 

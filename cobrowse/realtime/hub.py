@@ -165,14 +165,26 @@ class Hub:
             await asyncio.wait(writers, timeout=deadline_s)
 
     # channels
-    async def attach(self, channel: Channel, last_seq: int, snapshot_seq: int) -> None:
-        """Start delivering to `channel`, from after `last_seq` (REALTIME "The channel")."""
+    async def attach(
+        self, channel: Channel, last_seq: int, snapshot_seq: int, log_seq: int | None = None
+    ) -> None:
+        """Start delivering to `channel`, from after `last_seq` (REALTIME "The channel").
+
+        `log_seq` is the log's last seq when the client said hello: a `last_seq` beyond it
+        means the store lost entries the client saw (a Redis restarted from an older state, a
+        Sentinel failover to a replica that missed the last writes). The stream restarts with a
+        `resync`, rather than waiting for seqs the client believes it has.
+        """
         session = self.sessions.get(channel.session_key)
         if session is None:
             session = self.sessions[channel.session_key] = LocalSession()
             current = await self.store.session(channel.session_key)
             session.cursor = 0 if current is None else current.last_seq
             self.wakeup.watch(channel.session_key, session.cursor)
+        if log_seq is not None and last_seq > log_seq:
+            channel.preamble.append(messages.RESYNC)
+            self.observer.resync("ahead")
+            last_seq = 0 if channel.role == "agent" else log_seq
         if channel.role == "agent" and channel.state == "accepted":
             self._position_agent(channel, last_seq, snapshot_seq)
         else:

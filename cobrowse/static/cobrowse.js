@@ -186,7 +186,12 @@
       case "ack":
         pending = pending.filter(function (batch) { return batch.cseq > m.cseq; });
         return;
-      case "resync": resynced = true; return;
+      case "resync":
+        // The node lost part of the log (a store restarted from an older state): give the
+        // agents a new base rather than leave their view stale until the next snapshot.
+        resynced = true;
+        if (watched()) record();
+        return;
       case "join-request":
         if (old) return;
         agents[m.userId] = { name: m.name, state: "pending" };

@@ -26,6 +26,12 @@ PRECEDENCE = (
     "it sticks by its URL prefix (browsers open it under the sessionServerUrl).",
 )
 
+SHARED = (
+    "The shared store ([store] backend = redis): any node serves any session. The rules above",
+    "still choose the preferred node, but a token is served where it lands (no 307), and a",
+    "request whose preferred node is down, or refuses the connection, goes to another node.",
+)
+
 
 def milliseconds(seconds: float) -> str:
     """Return a duration as whole milliseconds, which HAProxy and nginx both accept."""
@@ -56,4 +62,5 @@ def header(title: str, config: ClusterConfig, command: str, check: str, reload: 
         f"# the result with `{check}` and reload with `{reload}`.",
         "#",
         *(f"# {line}" for line in PRECEDENCE),
+        *(f"# {line}" for line in (SHARED if config.store.shared else ())),
     ]

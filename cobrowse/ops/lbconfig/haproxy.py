@@ -21,11 +21,25 @@ FRONTEND = "cobrowse"
 ALL_NODES = "all_nodes"  # the backend of rules 2 to 4; `show stat` lists the nodes under it
 DEFAULT_STATS_SOCKET = "/run/haproxy/admin.sock"  # where Debian's own haproxy.cfg puts it
 DEFAULT_USER = "haproxy"  # created by Debian's haproxy package
+# What becomes of a sticky request whose node is dead, in all_nodes.
+DEAD_NODE = (
+    "    # blocked by a dead node. A sticky request whose node is dead lands on another node,",
+    "    # which redirects it to the owner's URL prefix (rule 3 to rule 1): a 503 naming it.",
+)
+DEAD_NODE_SHARED = (
+    "    # blocked by a dead node. A sticky request whose node is dead lands on another node,",
+    "    # which serves it: with the shared store, any node serves any session.",
+)
 
 
 def only_backend(node: str) -> str:
     """Return the name of the backend that serves a node's URL prefix (rule 1)."""
     return f"only_{node}"
+
+
+def failover_backend(node: str) -> str:
+    """Return the backend of a node's URL prefix with the shared store: it, else the others."""
+    return f"failover_{node}"
 
 
 def render_haproxy(
@@ -49,6 +63,7 @@ def render_haproxy(
         _frontend(config),
         _all_nodes(config),
         *(_only(config, node) for node in config.nodes),
+        *(_failover(config, node) for node in config.nodes if config.store.shared),
         _stats(config, stats_socket),
     ]
     return "\n\n".join("\n".join(lines) for lines in blocks) + "\n"
@@ -156,11 +171,19 @@ def _frontend(config: ClusterConfig) -> list[str]:
         f"{{ path {config.context_path}{CREATE_PATH} }}",
         "    acl create var(txn.create) -m bool",
     ]
+    prefix_backend = only_backend
+    if config.store.shared:
+        prefix_backend = failover_backend
+        lines += [
+            "    # The shared store ([store] backend = redis): any node serves any session, so a",
+            "    # prefix whose node is down goes to another node (failover_<node>) instead of",
+            "    # getting the 503 naming it.",
+        ]
     for name in names:
         lines += [
             f"    acl url_{name} var(txn.url_node) -m str {name}",
             f"    acl {name}_takes_sessions nbsrv({only_backend(name)}) gt 0",
-            f"    use_backend {only_backend(name)} if url_{name} !create "
+            f"    use_backend {prefix_backend(name)} if url_{name} !create "
             f"or url_{name} {name}_takes_sessions",
         ]
     return [
@@ -212,8 +235,7 @@ def _all_nodes(config: ClusterConfig) -> list[str]:
         "    http-check expect status 200",
         "",
         "    # A refused connection is retried, each time on another server: a create is never",
-        "    # blocked by a dead node. A sticky request whose node is dead lands on another node,",
-        "    # which redirects it to the owner's URL prefix (rule 3 to rule 1): a 503 naming it.",
+        *(DEAD_NODE_SHARED if config.store.shared else DEAD_NODE),
         "    retries 2",
         "    option redispatch 1",
         *_errors(lb.retry_after, None),
@@ -237,11 +259,21 @@ def _server(node: NodeSpec) -> str:
 
 def _only(config: ClusterConfig, node: NodeSpec) -> list[str]:
     name = node.name
-    return [
-        f"backend {only_backend(name)}",
+    role = [
         f"    # Rule 1: {name} alone, also while it drains. Its state follows the checks of",
         f"    # {ALL_NODES}/{name} (`track`, which needs the same disable-on-404): one probe,",
         "    # not two.",
+    ]
+    if config.store.shared:
+        role = [
+            f"    # {name} alone. With the shared store its prefix goes to",
+            f"    # {failover_backend(name)}: this backend only tells whether {name} takes new",
+            f"    # sessions (nbsrv). Its state follows the checks of {ALL_NODES}/{name} (`track`,",
+            "    # which needs the same disable-on-404): one probe, not two.",
+        ]
+    return [
+        f"backend {only_backend(name)}",
+        *role,
         "    option httpchk",
         "    http-check disable-on-404",
         "    # A draining server takes no load-balanced traffic: name it, so the prefix still",
@@ -253,6 +285,36 @@ def _only(config: ClusterConfig, node: NodeSpec) -> list[str]:
         f"    server {name} {host_port(node.bind)} track {ALL_NODES}/{name} "
         "on-marked-down shutdown-sessions",
     ]
+
+
+def _failover(config: ClusterConfig, node: NodeSpec) -> list[str]:
+    """Rule 1 with the shared store: the node while it is up, else (or when it refuses a
+    connection) another node, round-robin; the 503 naming it only when no node is up."""
+    name = node.name
+    lines = [
+        f"backend {failover_backend(name)}",
+        f"    # Rule 1 with the shared store: {name} while it is up, also while it drains",
+        f"    # (`use-server`). When {name} is down, the other nodes take its prefix, round-robin",
+        "    # (backup nodes only when no other is up): any node serves any session, and its",
+        "    # WebSocket clients reconnect and resume there. A refused connection (a node that",
+        "    # died before its checks noticed) is retried on another node: nothing was sent.",
+        f"    # Every state follows the checks of {ALL_NODES} (`track`): no extra probe.",
+        "    balance roundrobin",
+        "    option httpchk",
+        "    http-check disable-on-404",
+        f"    use-server {name} if TRUE",
+        "    retries 2",
+        "    option redispatch 1",
+        *_errors(config.router.retry_after, name),
+        "    # Tunnels close when their server is marked DOWN: clients reconnect elsewhere.",
+    ]
+    for server in [node, *(other for other in config.nodes if other.name != name)]:
+        backup = " backup" if server.backup and server is not node else ""
+        lines.append(
+            f"    server {server.name} {host_port(server.bind)} weight {server.weight}{backup} "
+            f"track {ALL_NODES}/{server.name} on-marked-down shutdown-sessions"
+        )
+    return lines
 
 
 def _errors(retry_after: int, node: str | None) -> list[str]:

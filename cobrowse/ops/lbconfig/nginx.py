@@ -218,9 +218,7 @@ def _upstreams(config: ClusterConfig, drained: frozenset[str]) -> list[str]:
         others = [other for other in config.nodes if other.name != node.name]
         lines += [
             "",
-            f"# {node.name}. Rule 1 (its URL prefix): {node.name} only. Rule 2 (its cookie or",
-            f"# header): {node.name}, else the others; there a create simply succeeds, and a",
-            "# request for one of its sessions is redirected to the prefix (503 naming it).",
+            *_upstream_comment(node.name, config.store.shared),
             f"upstream {only_upstream(node.name)} {{",
             f"    server {host_port(node.bind)} {passive};",
             *keepalive,
@@ -232,6 +230,20 @@ def _upstreams(config: ClusterConfig, drained: frozenset[str]) -> list[str]:
             "}",
         ]
     return lines
+
+
+def _upstream_comment(name: str, shared: bool) -> list[str]:
+    if shared:
+        return [
+            f"# {name}. Rule 1 (its URL prefix) and rule 2 (its cookie or header): {name},",
+            "# else the others, which serve its sessions too with the shared store",
+            f"# ({only_upstream(name)} is then unused).",
+        ]
+    return [
+        f"# {name}. Rule 1 (its URL prefix): {name} only. Rule 2 (its cookie or",
+        f"# header): {name}, else the others; there a create simply succeeds, and a",
+        "# request for one of its sessions is redirected to the prefix (503 naming it).",
+    ]
 
 
 def _server(config: ClusterConfig) -> list[str]:
@@ -263,20 +275,34 @@ def _server(config: ClusterConfig) -> list[str]:
     ]
     channel = f"{config.context_path}{CHANNEL_PATH_REGEX}"
     tunnel = _tunnel_timeouts(config)
+    shared = config.store.shared
     for node in config.nodes:
         name = node.name
+        if shared:
+            upstream = sticky_upstream(name)
+            rule = [
+                f"    # Rule 1: /{name}/... goes to {name}, without the prefix. With the shared",
+                "    # store any node serves any session: when it fails (refused, or no answer",
+                "    # in time), the request goes on to the other nodes (proxy_next_upstream,",
+                "    # POSTs too when nothing was sent); WebSocket clients reconnect there.",
+            ]
+        else:
+            upstream = only_upstream(name)
+            rule = [f"    # Rule 1: /{name}/... goes to {name} alone, without the prefix."]
+        next_upstream = ["        proxy_next_upstream error timeout;"] if shared else []
         lines += [
             "",
-            f"    # Rule 1: /{name}/... goes to {name} alone, without the prefix.",
+            *rule,
             f"    location ^~ /{name}/ {{",
             f"        rewrite ^/{name}(/.*)$ $1 break;",
-            f"        proxy_pass http://{only_upstream(name)};",
+            f"        proxy_pass http://{upstream};",
+            *next_upstream,
             f"        error_page 502 503 504 = @{name}_unavailable;",
             "        # Its realtime channel (a WebSocket): the same, but silent for up to",
             "        # [lb] tunnelTimeout.",
             f"        location ~ ^/{name}{channel} {{",
             f"            rewrite ^/{name}(/.*)$ $1 break;",
-            f"            proxy_pass http://{only_upstream(name)};",
+            f"            proxy_pass http://{upstream};",
             *(f"    {line}" for line in tunnel),
             f"            error_page 502 503 504 = @{name}_unavailable;",
             "        }",
