@@ -42,10 +42,12 @@ def test_counts_are_exact_across_four_workers(tmp_path):
             requests.get(f"{base}/rest/live/users/{session['userToken']}/session/stop", timeout=5)
         # Each worker adds its request counts to the shared files once a second.
         text = wait_until(
-            lambda: (scraped := requests.get(f"{base}/metrics", timeout=5).text)
-            and sample(scraped, "cobrowse_http_requests_total", route=route, method="POST")
-            >= total
-            and scraped,
+            lambda: (
+                (scraped := requests.get(f"{base}/metrics", timeout=5).text)
+                and sample(scraped, "cobrowse_http_requests_total", route=route, method="POST")
+                >= total
+                and scraped
+            ),
             5,
             "every worker's request counts in the metrics",
         )

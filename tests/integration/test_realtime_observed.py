@@ -66,9 +66,11 @@ def test_channels_are_logged_without_tokens_or_bodies_and_counted(live_node):
 
     # Message counts reach the shared metric files once a second.
     metrics = wait_until(
-        lambda: (text := requests.get(f"{live_node.base}/metrics", timeout=5).text)
-        and 'direction="out",type="events"' in text
-        and text,
+        lambda: (
+            (text := requests.get(f"{live_node.base}/metrics", timeout=5).text)
+            and 'direction="out",type="events"' in text
+            and text
+        ),
         5,
         "the message counts in the metrics",
     )
