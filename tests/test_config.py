@@ -120,3 +120,20 @@ def test_check_config_command(tmp_path, capsys):
 def test_node_names_that_would_shadow_router_paths_are_refused(name):
     with pytest.raises(ConfigError, match="taken by a path"):
         parse_cluster(f"[node:{name}]\nbind = 127.0.0.1:9001\n", environ={})
+
+
+@pytest.mark.parametrize("compression", ["message", "context", "off"])
+def test_realtime_compression_reaches_the_nodes_server(compression, tmp_path):
+    text = f"[realtime]\ncompression = {compression}\n[node:a]\nbind = 127.0.0.1:9001\n"
+    config = parse_cluster(text, environ={}, cwd=tmp_path)
+    assert config.realtime.compression == compression
+
+
+def test_realtime_compression_defaults_to_per_message_and_refuses_others(tmp_path):
+    base = "[node:a]\nbind = 127.0.0.1:9001\n"
+    assert parse_cluster(base, environ={}, cwd=tmp_path).realtime.compression == "message"
+    with pytest.raises(ConfigError) as caught:
+        parse_cluster("[realtime]\ncompression = gzip\n" + base, environ={}, cwd=tmp_path)
+    assert {(problem.section, problem.option) for problem in caught.value.problems} == {
+        ("realtime", "compression")
+    }

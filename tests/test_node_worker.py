@@ -27,6 +27,7 @@ import websockets.sync.client
 
 from cobrowse.ops.http_protocol import NodeHttpProtocol
 from cobrowse.ops.worker import NodeServer, NodeWorker, ServerOptions, apply_server_options
+from cobrowse.ops.ws_protocol import NodeWebSocketProtocol
 from tests.helpers import REPO, wait_until
 
 REQUEST_TIMEOUT = 0.5
@@ -94,7 +95,7 @@ def node_config(app_: Any = app, options: ServerOptions = OPTIONS, **kwargs: Any
         host="127.0.0.1",
         port=0,
         http=NodeHttpProtocol,
-        ws="websockets-sansio",
+        ws=NodeWebSocketProtocol,
         loop="uvloop",
         lifespan="off",
         log_config=None,
@@ -499,6 +500,41 @@ def test_a_websocket_upgrade_still_works(node: Running) -> None:
         assert ws.recv(timeout=WAIT) == "hello"
 
 
+@pytest.mark.parametrize(
+    ("compression", "negotiated"),
+    [
+        # (server_no_context_takeover, client_no_context_takeover), as the client sees them
+        ("message", (True, True)),
+        ("context", (False, False)),
+        ("off", None),
+    ],
+)
+def test_websocket_compression_is_negotiated_as_configured(
+    compression: str, negotiated: tuple[bool, bool] | None
+) -> None:
+    config = node_config()
+    apply_server_options(config, ServerOptions(ws_compression=compression))
+    running = start(uvicorn.Server(config))
+    try:
+        with websockets.sync.client.connect(
+            f"ws://127.0.0.1:{running.port}/ws", open_timeout=WAIT, close_timeout=WAIT
+        ) as ws:
+            extensions = ws.protocol.extensions
+            if negotiated is None:
+                assert extensions == []
+            else:
+                (deflate,) = extensions
+                assert (deflate.remote_no_context_takeover, deflate.local_no_context_takeover) == (
+                    negotiated
+                )
+                assert deflate.remote_max_window_bits == deflate.local_max_window_bits == 12
+            message = '{"type": "events", "data": [' + '{"type": 3}, ' * 500 + "{}]}"
+            ws.send(message)
+            assert ws.recv(timeout=WAIT) == message
+    finally:
+        stop(running)
+
+
 def test_a_websocket_outlives_the_request_deadline_of_its_handshake(node: Running) -> None:
     """A handshake in two parts arms the deadline; the upgrade must cancel it."""
     handshake = get("/ws", *UPGRADE)
@@ -540,6 +576,11 @@ def test_apply_server_options_sets_uvicorn_and_protocol_options() -> None:
     assert config.ws_ping_timeout == 4.0
     assert config.timeout_graceful_shutdown == 12.0
     assert config.cobrowse_options is options  # type: ignore[attr-defined]
+    assert config.ws_per_message_deflate is True
+
+    config = uvicorn.Config(app=app, log_config=None)
+    apply_server_options(config, ServerOptions(ws_compression="off"))
+    assert config.ws_per_message_deflate is False
 
     config = uvicorn.Config(app=app, log_config=None)
     defaults = apply_server_options(config, None)
@@ -565,7 +606,7 @@ def test_the_worker_configures_uvicorn_for_the_node() -> None:
     kwargs = NodeWorker.CONFIG_KWARGS
     assert kwargs["http"] is NodeHttpProtocol
     assert kwargs["loop"] == "uvloop"
-    assert kwargs["ws"] == "websockets-sansio"
+    assert kwargs["ws"] is NodeWebSocketProtocol
     assert kwargs["lifespan"] == "on"
     assert kwargs["proxy_headers"] is False
     assert kwargs["access_log"] is False

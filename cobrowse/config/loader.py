@@ -63,6 +63,7 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
         "helloTimeout",
         "pingInterval",
         "pingTimeout",
+        "compression",
     ),
     "security": (
         "trustedProxies",
@@ -305,6 +306,7 @@ class _Reader:
             "hello_timeout": ("helloTimeout", _positive_float),
             "ping_interval": ("pingInterval", _positive_float),
             "ping_timeout": ("pingTimeout", _positive_float),
+            "compression": ("compression", _choice("message", "context", "off")),
         }
         return RealtimeSettings(
             **{

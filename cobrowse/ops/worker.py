@@ -29,6 +29,7 @@ from uvicorn_worker import UvicornWorker
 
 from cobrowse.config.settings import ServerOptions
 from cobrowse.ops.http_protocol import NodeHttpProtocol
+from cobrowse.ops.ws_protocol import NodeWebSocketProtocol
 
 __all__ = ["NodeServer", "NodeWorker", "ServerOptions", "apply_server_options"]
 
@@ -46,6 +47,7 @@ def apply_server_options(config: Config, options: ServerOptions | None) -> Serve
     config.ws_max_size = options.ws_max_size
     config.ws_ping_interval = options.ws_ping_interval
     config.ws_ping_timeout = options.ws_ping_timeout
+    config.ws_per_message_deflate = options.ws_compression != "off"
     # Annotated `int | None` in Uvicorn, but only ever passed to asyncio.wait_for.
     config.timeout_graceful_shutdown = options.graceful_timeout  # type: ignore[assignment]
     config.cobrowse_options = options  # type: ignore[attr-defined]
@@ -74,7 +76,7 @@ class NodeWorker(UvicornWorker):  # type: ignore[misc]
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
         "http": NodeHttpProtocol,
-        "ws": "websockets-sansio",
+        "ws": NodeWebSocketProtocol,
         "lifespan": "on",
         # The app resolves the client address and scheme from trusted proxies itself.
         "proxy_headers": False,

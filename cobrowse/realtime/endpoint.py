@@ -372,22 +372,33 @@ class Connection:
         return frame
 
     async def _listen(self, channel: Channel) -> int | None:
-        endpoint = self.endpoint
         while True:
-            frame = self._frame(await self.receive())
-            if frame is None:
-                return self.code  # the client closed or went away, or the writer closed
-            try:
-                reply = await endpoint.service.handle(channel, frame)
-            except RefusedError as error:
-                endpoint.observer.refused(f"frame-{error.request}")
-                await self.send_frame(messages.error(error.message, error.request))
-                continue
-            if reply.frame is not None:
-                await self.send_frame(reply.frame)
-            if reply.close is not None:
-                await self.close(reply.close, "")
-                return reply.close
+            # The frame lives only in _answer: an idle channel does not keep its last one (a
+            # full snapshot is tens of kilobytes of objects) alive while it waits for the next.
+            done, code = await self._answer(channel, await self.receive())
+            if done:
+                return code
+
+    async def _answer(
+        self, channel: Channel, message: MutableMapping[str, Any]
+    ) -> tuple[bool, int | None]:
+        """Handle one received message; return whether the channel is done, and its code."""
+        frame = self._frame(message)
+        if frame is None:
+            return True, self.code  # the client closed or went away, or the writer closed
+        endpoint = self.endpoint
+        try:
+            reply = await endpoint.service.handle(channel, frame)
+        except RefusedError as error:
+            endpoint.observer.refused(f"frame-{error.request}")
+            await self.send_frame(messages.error(error.message, error.request))
+            return False, None
+        if reply.frame is not None:
+            await self.send_frame(reply.frame)
+        if reply.close is not None:
+            await self.close(reply.close, "")
+            return True, reply.close
+        return False, None
 
 
 def _text(value: bytes | None) -> str | None:

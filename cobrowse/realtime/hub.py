@@ -334,6 +334,7 @@ class Hub:
                     entry = channel.queue.popleft()
                     channel.queued_bytes -= len(entry.payload)
                     await self._send_entry(channel, entry)
+                    del entry  # not kept alive while the channel idles
                     continue
                 channel.wake.clear()
                 await channel.wake.wait()
