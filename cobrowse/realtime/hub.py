@@ -340,8 +340,13 @@ class Hub:
                 await channel.wake.wait()
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # the socket went away mid-send
-            log.debug("channel writer stopped: %s", error)
+        except OSError as error:  # the socket went away mid-send
+            log.debug("channel writer stopped: %s", type(error).__name__)
+        except Exception:
+            # A channel that cannot be served must not stay open and silent (its client would
+            # wait forever): close it, so that the client reconnects and resumes at lastSeq.
+            log.exception("Channel writer failed: closing the channel with 1011")
+            await channel.close_socket(messages.INTERNAL_ERROR, "internal error")
 
     async def _pull(self, channel: Channel) -> None:
         """Send what the channel should see next, read from the store; go live when done."""

@@ -18,6 +18,7 @@ EXITED = 1000  # the client exited: do not reconnect
 GOING_AWAY = 1001  # the node is stopping: resume with lastSeq
 POLICY = 1008  # too many frames or bytes per second: reconnect after a delay
 TOO_BIG = 1009  # a frame over [realtime] maxMessageSize
+INTERNAL_ERROR = 1011  # the node failed to serve the channel (a store error): resume with lastSeq
 RESTARTING = 1012  # the node's workers are being replaced (reload): resume with lastSeq
 BAD_FRAME = 4400  # not a JSON object with a type, or anything but hello first
 BAD_CSRF = 4401
