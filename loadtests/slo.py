@@ -92,7 +92,114 @@ def evaluate(measured: Measured, thresholds: Thresholds) -> Verdict:
     return Verdict(measured, thresholds, violations)
 
 
-def write_outcome(path: Path, verdict: Verdict, counters: dict[str, int]) -> None:
+def write_outcome(
+    path: Path, verdict: Verdict | LiveVerdict, counters: dict[str, int | float]
+) -> None:
     """Write the verdict and the scenario's own counters as JSON, for `cobrowse loadtest`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**verdict.to_json(), "counters": counters}, indent=2) + "\n")
+
+
+# Live sessions (loadtests/live.py): messages delivered to agents, checked one by one.
+DEFAULT_DELIVERY_P99_MS = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveThresholds:
+    """What a live-session run must stay within: delivery latency, and no protocol violation."""
+
+    delivery_p99_ms: float = DEFAULT_DELIVERY_P99_MS
+    max_lost: int = 0
+    max_duplicated: int = 0
+    max_out_of_order: int = 0
+    max_missing_snapshots: int = 0
+    max_join_failures: int = 0
+    max_consent_timeouts: int = 0
+    max_failure_ratio: float = DEFAULT_MAX_FAILURE_RATIO  # every request and message
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMeasured:
+    """What a live-session run did, as far as its objectives are concerned."""
+
+    delivered: int  # `events` the agents received live (the log replayed on joining excluded)
+    delivery_p99_ms: float
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    missing_snapshots: int = 0
+    join_failures: int = 0
+    consent_timeouts: int = 0
+    requests: int = 0  # REST requests and messages, as Locust counts them
+    failures: int = 0
+    exceptions: int = 0
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVerdict:
+    """The live run's measurements, thresholds and missed objectives (as `Verdict`)."""
+
+    measured: LiveMeasured
+    thresholds: LiveThresholds
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    def exit_code(self, on_failure: int = 1) -> int:
+        return 0 if self.passed else on_failure
+
+    def summary(self) -> str:
+        measured, limits = self.measured, self.thresholds
+        state = "passed" if self.passed else "MISSED (" + "; ".join(self.violations) + ")"
+        return (
+            f"SLO {state}: delivery p99 {measured.delivery_p99_ms:.0f} ms "
+            f"(max {limits.delivery_p99_ms:g} ms) over {measured.delivered} messages, "
+            f"lost {measured.lost}, duplicated {measured.duplicated}, "
+            f"out of order {measured.out_of_order}, missing snapshots "
+            f"{measured.missing_snapshots}, join failures {measured.join_failures}, "
+            f"consent timeouts {measured.consent_timeouts}, failure ratio "
+            f"{measured.failure_ratio:.4f} (max {limits.max_failure_ratio:g})"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": "live",
+            "measured": {**asdict(self.measured), "failure_ratio": self.measured.failure_ratio},
+            "thresholds": asdict(self.thresholds),
+            "violations": list(self.violations),
+            "passed": self.passed,
+            "summary": self.summary(),
+        }
+
+
+def evaluate_live(measured: LiveMeasured, thresholds: LiveThresholds) -> LiveVerdict:
+    """Compare a live run with its thresholds; a run that delivered nothing never passes."""
+    violations = []
+    if measured.delivered == 0:
+        violations.append("no message was delivered to an agent")
+    if measured.delivery_p99_ms > thresholds.delivery_p99_ms:
+        violations.append(
+            f"delivery p99 {measured.delivery_p99_ms:.0f} ms > {thresholds.delivery_p99_ms:g} ms"
+        )
+    counted = (
+        ("lost", measured.lost, thresholds.max_lost),
+        ("duplicated", measured.duplicated, thresholds.max_duplicated),
+        ("out of order", measured.out_of_order, thresholds.max_out_of_order),
+        ("missing snapshots", measured.missing_snapshots, thresholds.max_missing_snapshots),
+        ("join failures", measured.join_failures, thresholds.max_join_failures),
+        ("consent timeouts", measured.consent_timeouts, thresholds.max_consent_timeouts),
+    )
+    violations += [f"{name} {count} > {limit}" for name, count, limit in counted if count > limit]
+    if measured.failure_ratio > thresholds.max_failure_ratio:
+        violations.append(
+            f"failure ratio {measured.failure_ratio:.4f} > {thresholds.max_failure_ratio:g}"
+        )
+    if measured.exceptions:
+        violations.append(f"{measured.exceptions} unhandled exception(s) in the scenarios")
+    return LiveVerdict(measured, thresholds, violations)

@@ -11,6 +11,8 @@ import cobrowse.loadtest.runner
 from cobrowse.cli import build_parser, main
 from cobrowse.config.loader import load_cluster
 from cobrowse.loadtest.runner import (
+    LIVE_CONF,
+    LIVE_LOCUSTFILE,
     LoadTestOptions,
     locust_argv,
     results_dir,
@@ -145,3 +147,92 @@ def test_locust_runs_headless_with_csv_html_and_the_outcome_in_the_results(tmp_p
 def test_without_a_locust_conf_none_is_passed(tmp_path):
     options = LoadTestOptions(locust_config=tmp_path / "missing.conf")
     assert "--config" not in locust_argv(options, "http://127.0.0.1:9000", tmp_path)
+
+
+# Live sessions (`--live`) and idle sessions (`--idle-sessions`).
+
+
+def test_live_counts_pairs_twice_in_locusts_users_and_spawn_rate(started):
+    main(["loadtest", "--live", "--pairs", "40", "--spawn-rate", "5", "--speed", "2"])
+    [options] = started
+    assert (options.live, options.users, options.spawn_rate, options.speed) == (True, 80, 10.0, 2.0)
+
+
+def test_live_defaults_to_25_pairs(started):
+    main(["loadtest", "--live"])
+    assert (started[0].users, started[0].spawn_rate, started[0].speed) == (50, 20.0, 1.0)
+
+
+def test_without_live_pairs_and_speed_change_nothing(started):
+    main(["loadtest", "--pairs", "40", "--users", "30"])
+    assert (started[0].live, started[0].users) == (False, 30)
+
+
+@pytest.mark.parametrize("command", ["loadtest", "soak"])
+def test_users_with_live_is_refused_rather_than_ignored(command, started, monkeypatch):
+    import cobrowse.loadtest.soak
+
+    monkeypatch.setattr(cobrowse.loadtest.soak, "run_soak", started.append)
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--live", "--users", "30"])
+    assert "--pairs" in str(stopped.value.code)
+    assert started == []
+
+
+def test_rest_users_default_to_50(started):
+    main(["loadtest"])
+    assert (started[0].live, started[0].users) == (False, 50)
+
+
+@pytest.mark.parametrize("argv", [["--pairs", "0"], ["--speed", "-1"], ["--idle-sessions", "x"]])
+def test_bad_live_options_are_refused(argv, started, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["loadtest", "--live", *argv])
+    assert started == []
+
+
+def test_live_runs_the_live_scenarios_with_their_config_and_speed(tmp_path):
+    options = LoadTestOptions(live=True, speed=2.5, lb="haproxy")
+    argv = locust_argv(options, "http://127.0.0.1:9000", tmp_path)
+    joined = " ".join(argv)
+    assert f"--config {LIVE_CONF}" in joined
+    assert f"-f {LIVE_LOCUSTFILE} --headless" in joined
+    assert "--live-speed 2.5" in joined
+    assert "--follow-redirects" in argv  # the join's 307 behind HAProxy
+    assert f"--outcome-file {tmp_path / 'outcome.json'}" in joined
+
+
+def test_a_locustfile_given_explicitly_wins_over_live(tmp_path):
+    mine = tmp_path / "mine.py"
+    options = LoadTestOptions(live=True, locustfile=mine, locust_config=None)
+    assert options.scenarios == (mine, None)
+
+
+def test_the_cluster_file_lets_the_agents_of_one_machine_join(tmp_path):
+    path = write_cluster_file(tmp_path, nodes=1, workers=1)
+    assert load_cluster(path).security.rate_limits.limit_for("sessions.join") == 0
+
+
+def test_idle_sessions_run_instead_of_locust(monkeypatch):
+    import cobrowse.loadtest.idle
+
+    captured = []
+    monkeypatch.setattr(
+        cobrowse.loadtest.idle, "run_idle", lambda options: captured.append(options) or 0
+    )
+    assert main(["loadtest", "--idle-sessions", "300", "--workers", "4", "--results", "r"]) == 0
+    assert captured == [
+        cobrowse.loadtest.idle.IdleOptions(sessions=300, workers=4, results=Path("r"))
+    ]
+
+
+def test_soak_live(monkeypatch):
+    import cobrowse.loadtest.soak
+
+    captured = []
+    monkeypatch.setattr(
+        cobrowse.loadtest.soak, "run_soak", lambda options: captured.append(options) or 0
+    )
+    main(["soak", "--live", "--pairs", "15"])
+    [options] = captured
+    assert (options.live, options.users, options.duration) == (True, 30, "10m")

@@ -168,3 +168,41 @@ def test_the_table_columns_line_up():
     lines = format_summary(summary_rows(), None, None, []).splitlines()[2:6]
     ends = {len(line) for line in lines}
     assert len(ends) == 1  # right-aligned numbers end in the same column
+
+
+def test_a_live_outcome_is_read_with_its_kind(tmp_path):
+    path = tmp_path / "outcome.json"
+    path.write_text(
+        json.dumps(
+            {
+                "kind": "live",
+                "passed": True,
+                "summary": "SLO passed: delivery p99 9 ms …",
+                "measured": {"delivered": 90, "lost": 0},
+                "counters": {"delivered": 90},
+            }
+        )
+    )
+    outcome = read_outcome(path)
+    assert outcome is not None
+    assert (outcome.kind, outcome.misroutes, outcome.counters) == ("live", 0, {"delivered": 90})
+
+
+def test_the_live_summary_shows_messages_delivered_latency_and_counters():
+    rows = [
+        RequestStats("POST", "/sessions", 50, 0, 0.8, 20.0, 40.0, 45.0),
+        RequestStats("WS", "agent: events", 9000, 0, 150.0, 2.0, 9.0, 30.0),
+        RequestStats("", "Aggregated", 18100, 0, 301.0, 2.0, 9.0, 31.0),
+    ]
+    counters = {"delivered": 9100, "lost": 0, "sessions": 50, "something new": 1}
+    text = format_summary(
+        rows, Rate(180.2, 40, 100), Outcome(True, "SLO passed: …", 0, counters, "live"), []
+    )
+    lines = text.splitlines()
+    assert lines[0] == (
+        "messages delivered live to agents: 180.2/s sustained (40 s at 100 users), 150.0/s over "
+        "the run, 9000 in all; latency p50 2, p95 9, p99 30 ms"
+    )
+    assert "live: sessions 50, delivered 9100, lost 0, something new 1" in lines
+    assert "misroutes: 0" not in lines
+    assert "SLO passed: …" in lines

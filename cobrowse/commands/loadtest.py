@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -16,24 +17,57 @@ def _duration(text: str) -> str:
     return text
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+
+    return parse
+
+
+def _load(args: argparse.Namespace) -> tuple[int, float]:
+    """Locust users and spawn rate: with --live, pairs (a customer and an agent) count twice."""
+    if args.live:
+        if args.users is not None:
+            raise SystemExit("--users counts REST users; with --live, give --pairs")
+        return 2 * args.pairs, 2 * args.spawn_rate
+    return (args.rest_users if args.users is None else args.users), args.spawn_rate
+
+
 def run(args: argparse.Namespace) -> int:
     """Load-test a local cluster with the Locust scenarios; exit non-zero when an SLO is missed."""
+    if args.idle_sessions:
+        from cobrowse.loadtest.idle import IdleOptions, run_idle
+
+        return run_idle(
+            IdleOptions(
+                sessions=args.idle_sessions, workers=args.workers, results=Path(args.results)
+            )
+        )
     from cobrowse.loadtest.runner import LoadTestOptions, run_loadtest
 
     extra = list(args.locust_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
+    users, spawn_rate = _load(args)
     return run_loadtest(
         LoadTestOptions(
             nodes=args.nodes,
-            users=args.users,
-            spawn_rate=args.spawn_rate,
+            users=users,
+            spawn_rate=spawn_rate,
             duration=args.duration,
             lb=args.lb,
             results=Path(args.results),
             shape=args.shape or "",
             workers=args.workers,
             locust_args=tuple(extra),
+            live=args.live,
+            speed=args.speed,
         )
     )
 
@@ -43,15 +77,42 @@ def soak(args: argparse.Namespace) -> int:
     from cobrowse.loadtest.runner import LoadTestOptions
     from cobrowse.loadtest.soak import run_soak
 
+    users, spawn_rate = _load(args)
     return run_soak(
         LoadTestOptions(
             nodes=args.nodes,
-            users=args.users,
-            spawn_rate=args.spawn_rate,
+            users=users,
+            spawn_rate=spawn_rate,
             duration=args.duration,
             lb=args.lb,
             results=Path(args.results),
+            live=args.live,
+            speed=args.speed,
         )
+    )
+
+
+def _add_live(parser: argparse.ArgumentParser, pairs: int) -> None:
+    group = parser.add_argument_group(
+        "live sessions",
+        "customers stream a real page recording over the realtime channel to agents who check "
+        "every message (loadtests/live.py)",
+    )
+    group.add_argument(
+        "--live", action="store_true", help="the live-session scenarios instead of REST calls"
+    )
+    group.add_argument(
+        "--pairs",
+        type=_positive(int),
+        default=pairs,
+        help="live sessions: customer and agent pairs (default %(default)s); --spawn-rate then "
+        "counts pairs per second",
+    )
+    group.add_argument(
+        "--speed",
+        type=_positive(float),
+        default=1.0,
+        help="live sessions: the recording's pace multiple (default %(default)s)",
     )
 
 
@@ -68,7 +129,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--workers", type=int, default=2, help="Gunicorn workers per node (default %(default)s)"
     )
     loadtest.add_argument(
-        "--users", type=int, default=50, help="peak Locust users (default %(default)s)"
+        "--users", type=int, help="peak Locust users of the REST scenarios (default 50)"
     )
     loadtest.add_argument(
         "--spawn-rate",
@@ -93,19 +154,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=["ramp", "spike"],
         help="a load shape from loadtests/shapes.py, sized by --users, --spawn-rate, --duration",
     )
+    _add_live(loadtest, pairs=25)
+    loadtest.add_argument(
+        "--idle-sessions",
+        type=_positive(int),
+        metavar="N",
+        help="instead of Locust: memory per idle live session, N sessions with a customer and "
+        "an agent connected and silent on one node of --workers workers",
+    )
     loadtest.add_argument("locust_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    loadtest.set_defaults(handler=run)
+    loadtest.set_defaults(handler=run, rest_users=50)
 
     soak_parser = commands.add_parser(
         "soak",
         help="moderate load for a long time (default 10 minutes): RSS, errors, p99 trend",
     )
     soak_parser.add_argument("--nodes", type=int, default=3)
-    soak_parser.add_argument("--users", type=int, default=20, help="(default %(default)s)")
+    soak_parser.add_argument("--users", type=int, help="REST scenarios' users (default 20)")
     soak_parser.add_argument("--spawn-rate", type=float, default=5.0)
     soak_parser.add_argument(
         "--duration", type=_duration, default="10m", help="run time (default %(default)s)"
     )
     soak_parser.add_argument("--lb", choices=["router", "haproxy"], default="router")
     soak_parser.add_argument("--results", default="results")
-    soak_parser.set_defaults(handler=soak)
+    _add_live(soak_parser, pairs=10)
+    soak_parser.set_defaults(handler=soak, rest_users=20)

@@ -13,7 +13,28 @@ from typing import Any
 from cobrowse.loadtest.cpushare import CpuShare
 
 CREATE_NAME = "/sessions"  # the name the locustfile gives Create Session
+DELIVERED_NAME = "agent: events"  # loadtests/live.py: customers' batches delivered live to agents
 AGGREGATED = "Aggregated"
+# loadtests/live.py's counters, in the order the summary shows them.
+LIVE_COUNTERS = (
+    "sessions",
+    "agents joined",
+    "batches sent",
+    "batches acked",
+    "delivered",
+    "catch-up messages",
+    "lost",
+    "undelivered",
+    "duplicated",
+    "out of order",
+    "missing snapshots",
+    "resyncs",
+    "join failures",
+    "consent timeouts",
+    "reconnects (customer)",
+    "reconnects (agent)",
+    "late batches",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +72,7 @@ class Outcome:
     summary: str
     misroutes: int
     counters: dict[str, int] = field(default_factory=dict)
+    kind: str = "rest"  # or "live" (loadtests/live.py)
 
 
 def _number(text: str) -> float | None:
@@ -107,8 +129,9 @@ def read_outcome(path: Path) -> Outcome | None:
     return Outcome(
         passed=bool(data["passed"]),
         summary=str(data["summary"]),
-        misroutes=int(data["measured"]["misroutes"]),
+        misroutes=int(data["measured"].get("misroutes", 0)),
         counters={str(key): int(value) for key, value in data.get("counters", {}).items()},
+        kind=str(data.get("kind", "rest")),
     )
 
 
@@ -133,10 +156,28 @@ def format_summary(
     outcome: Outcome | None,
     cpu: Sequence[CpuShare],
 ) -> str:
-    """Return the short report `cobrowse loadtest` prints."""
+    """Return the short report `cobrowse loadtest` prints.
+
+    `sustained` is the rate of creates, or for a live run (its outcome says so) of the
+    messages delivered to agents.
+    """
     lines = []
+    live = outcome is not None and outcome.kind == "live"
     creates = next((row for row in stats if row.name == CREATE_NAME), None)
-    if creates is not None:
+    delivered = next((row for row in stats if row.name == DELIVERED_NAME), None)
+    if live and delivered is not None:
+        steady = (
+            f"{sustained.per_s:.1f}/s sustained ({sustained.window_s} s at {sustained.users} "
+            f"users), "
+            if sustained
+            else ""
+        )
+        lines.append(
+            f"messages delivered live to agents: {steady}{delivered.per_s:.1f}/s over the run, "
+            f"{delivered.requests} in all; latency p50 {_ms(delivered.p50_ms)}, "
+            f"p95 {_ms(delivered.p95_ms)}, p99 {_ms(delivered.p99_ms)} ms"
+        )
+    elif creates is not None:
         steady = (
             f"{sustained.per_s:.1f}/s sustained ({sustained.window_s} s at {sustained.users} "
             f"users), "
@@ -167,6 +208,11 @@ def format_summary(
         lines.append(f"failures: {total.failures} of {total.requests} ({ratio:.2%})")
     if outcome is None:
         lines.append("misroutes: unknown (Locust wrote no outcome)")
+    elif live:
+        counted = [name for name in LIVE_COUNTERS if name in outcome.counters]
+        counted += sorted(set(outcome.counters) - set(LIVE_COUNTERS))
+        lines.append("live: " + ", ".join(f"{name} {outcome.counters[name]}" for name in counted))
+        lines.append(outcome.summary)
     else:
         lines += [f"misroutes: {outcome.misroutes}", outcome.summary]
     if cpu:

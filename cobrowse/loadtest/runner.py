@@ -11,7 +11,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +20,21 @@ from typing import Protocol
 from cobrowse.config.clusterfile import GeneratedNode, free_port, render_cluster_file
 from cobrowse.config.loader import load_cluster
 from cobrowse.loadtest.cpushare import CpuSampler
-from cobrowse.loadtest.locuststats import format_summary, read_outcome, read_stats, sustained_rate
+from cobrowse.loadtest.locuststats import (
+    CREATE_NAME,
+    DELIVERED_NAME,
+    format_summary,
+    read_outcome,
+    read_stats,
+    sustained_rate,
+)
 from cobrowse.ops.cluster import LocalCluster, StartError, cluster_parts
 
 LOADTESTS = Path(__file__).resolve().parents[2] / "loadtests"
+LOCUSTFILE = LOADTESTS / "locustfile.py"
+LOCUST_CONF = LOADTESTS / "locust.conf"
+LIVE_LOCUSTFILE = LOADTESTS / "live.py"  # the live-session scenarios (`--live`)
+LIVE_CONF = LOADTESTS / "live.conf"
 HOST = "127.0.0.1"
 # Beyond the run time: Locust's start-up, the users' last requests, writing the reports.
 LOCUST_GRACE_S = 60.0
@@ -44,7 +55,8 @@ def timespan_s(text: str) -> int:
 
 @dataclass(frozen=True)
 class LoadTestOptions:
-    """What `cobrowse loadtest` runs."""
+    """What `cobrowse loadtest` runs (`users` and `spawn_rate` in Locust's units: with `live`,
+    a pair is two users)."""
 
     nodes: int = 3
     users: int = 50
@@ -54,9 +66,20 @@ class LoadTestOptions:
     results: Path = Path("results")
     shape: str = ""
     workers: int = 2
-    locustfile: Path = LOADTESTS / "locustfile.py"
-    locust_config: Path | None = LOADTESTS / "locust.conf"
+    locustfile: Path = LOCUSTFILE
+    locust_config: Path | None = LOCUST_CONF
     locust_args: Sequence[str] = field(default_factory=tuple)
+    live: bool = False  # the live-session scenarios (loadtests/live.py) instead of REST
+    speed: float = 1.0  # live: the recording's pace multiple
+
+    @property
+    def scenarios(self) -> tuple[Path, Path | None]:
+        """The locustfile and its config file: the live ones for `live`, unless others given."""
+        if not self.live:
+            return self.locustfile, self.locust_config
+        locustfile = LIVE_LOCUSTFILE if self.locustfile == LOCUSTFILE else self.locustfile
+        config = LIVE_CONF if self.locust_config == LOCUST_CONF else self.locust_config
+        return locustfile, config
 
 
 def results_dir(root: Path, now: datetime | None = None) -> Path:
@@ -72,16 +95,35 @@ def results_dir(root: Path, now: datetime | None = None) -> Path:
     raise FileExistsError(f"no free results folder for {stamp} under {root}")
 
 
-def write_cluster_file(directory: Path, nodes: int, workers: int) -> Path:
+# Every client of a load test comes from one address: the limits meant for one person do not fit.
+LOAD_TEST_SECTIONS = {
+    # Joining is limited to 10 a minute per client by default (a 9-digit code is only about 30
+    # bits), even when rateLimit is 0: the live scenarios' agents join from this one address.
+    "security": {"rateLimit.sessions.join": "0"},
+}
+
+
+def write_cluster_file(
+    directory: Path,
+    nodes: int,
+    workers: int,
+    sections: Mapping[str, Mapping[str, str]] | None = None,
+) -> Path:
     """Write a cluster file whose every listener takes a free port; data under `directory`."""
+    chosen: dict[str, dict[str, str]] = {
+        # HAProxy's stats page, when HAProxy is the load balancer: never a fixed port.
+        "lb": {"statsBind": f"{HOST}:{free_port()}"},
+        **{section: dict(options) for section, options in LOAD_TEST_SECTIONS.items()},
+    }
+    for section, options in (sections or {}).items():
+        chosen.setdefault(section, {}).update(options)
     path = directory / "cluster.ini"
     path.write_text(
         render_cluster_file(
             [GeneratedNode(f"node-{index}", free_port(), workers) for index in range(1, nodes + 1)],
             router_port=free_port(),
             data_dir=(directory / "data").resolve(),
-            # HAProxy's stats page, when HAProxy is the load balancer: never a fixed port.
-            sections={"lb": {"statsBind": f"{HOST}:{free_port()}"}},
+            sections=chosen,
         )
     )
     return path
@@ -90,12 +132,13 @@ def write_cluster_file(directory: Path, nodes: int, workers: int) -> Path:
 def locust_argv(options: LoadTestOptions, host: str, directory: Path) -> list[str]:
     """Return the Locust command line: headless, with CSV (full history), HTML and outcome."""
     argv = [sys.executable, "-m", "locust"]
-    if options.locust_config is not None and options.locust_config.exists():
-        argv += ["--config", str(options.locust_config)]  # its weights and SLOs; flags win
+    locustfile, config = options.scenarios
+    if config is not None and config.exists():
+        argv += ["--config", str(config)]  # its weights and SLOs; flags win
     return [
         *argv,
         "-f",
-        str(options.locustfile),
+        str(locustfile),
         "--headless",
         "-H",
         host,
@@ -116,6 +159,7 @@ def locust_argv(options: LoadTestOptions, host: str, directory: Path) -> list[st
         # HAProxy cannot compute the ring: cookie-less agents reach the owner through the
         # node's documented 307 (README "Running behind a load balancer"), as a browser would.
         *(["--follow-redirects"] if options.lb == "haproxy" else []),
+        *(["--live-speed", f"{options.speed:g}"] if options.live else []),
         *options.locust_args,
     ]
 
@@ -140,6 +184,8 @@ class Sampler(Protocol):
     """Something that watches the cluster's process groups during the run (CPU, memory)."""
 
     def watch(self, name: str, group: int) -> None: ...
+
+    # Optionally, `watch_url(name, kind, url)`: the part's URL (nodes: `<base><context>`).
 
     def start(self) -> None: ...
 
@@ -168,9 +214,7 @@ def run_loadtest(
     print(f"results in {directory}", file=sys.stderr)
     try:
         cluster.start()
-        for part in cluster.parts:
-            for watcher in samplers:
-                watcher.watch(part.name, part.pid)  # each part leads its own process group
+        _watch_parts(cluster, samplers)
         print(f"{options.nodes} nodes behind the {options.lb} at {host}", file=sys.stderr)
         for watcher in samplers:
             watcher.start()
@@ -202,13 +246,22 @@ def run_loadtest(
         for watcher in samplers:
             watcher.stop()
         cluster.stop()
-    status = report(directory, sampler, status)
+    status = report(directory, sampler, status, live=options.live)
     if on_done is not None:
         on_done(directory)
     return status
 
 
-def report(directory: Path, sampler: CpuSampler, status: int) -> int:
+def _watch_parts(cluster: LocalCluster, samplers: Sequence[Sampler]) -> None:
+    for part in cluster.parts:
+        for watcher in samplers:
+            watcher.watch(part.name, part.pid)  # each part leads its own process group
+            watch_url = getattr(watcher, "watch_url", None)
+            if callable(watch_url):
+                watch_url(part.name, part.kind, part.url)
+
+
+def report(directory: Path, sampler: CpuSampler, status: int, live: bool = False) -> int:
     """Print and save the summary of the run in `directory`; return `status`."""
     stats_path = directory / "stats_stats.csv"
     if not stats_path.exists():
@@ -216,7 +269,9 @@ def report(directory: Path, sampler: CpuSampler, status: int) -> int:
         return status or 1
     summary = format_summary(
         read_stats(stats_path),
-        sustained_rate(directory / "stats_stats_history.csv"),
+        sustained_rate(
+            directory / "stats_stats_history.csv", DELIVERED_NAME if live else CREATE_NAME
+        ),
         read_outcome(directory / "outcome.json"),
         sampler.shares(),
     )
