@@ -177,10 +177,16 @@ class Hub:
         """
         session = self.sessions.get(channel.session_key)
         if session is None:
-            session = self.sessions[channel.session_key] = LocalSession()
             current = await self.store.session(channel.session_key)
-            session.cursor = 0 if current is None else current.last_seq
-            self.wakeup.watch(channel.session_key, session.cursor)
+            # Looked up again after the await: meanwhile another channel may have created the
+            # session here, or detached the last one and removed it. A session put here before
+            # the await could be removed during it, and this channel would then be attached to
+            # a session that no longer gets deliveries.
+            session = self.sessions.get(channel.session_key)
+            if session is None:
+                session = self.sessions[channel.session_key] = LocalSession()
+                session.cursor = 0 if current is None else current.last_seq
+                self.wakeup.watch(channel.session_key, session.cursor)
         if log_seq is not None and last_seq > log_seq:
             channel.preamble.append(messages.RESYNC)
             self.observer.resync("ahead")

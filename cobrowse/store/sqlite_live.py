@@ -28,9 +28,18 @@ from cobrowse.store.sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
 
-_SESSION = (
-    "SELECT user_token, session_token, customer_id, mode, last_seq, snapshot_seq, csrf_token, "
-    "end_reason, deactivation_time, expires_at, user_data FROM sessions"
+_SESSION_COLUMNS = (
+    "user_token, session_token, customer_id, mode, last_seq, snapshot_seq, csrf_token, "
+    "end_reason, deactivation_time, expires_at, user_data"
+)
+_SESSION = f"SELECT {_SESSION_COLUMNS} FROM sessions"
+# An agent and its session in one statement, so in one snapshot: read apart, another worker's
+# consent could commit in between, and the channel would start past the `joined` it waits for.
+_AGENT_SESSION = (
+    "SELECT p.user_id, p.name, p.state, "
+    + ", ".join(f"s.{column.strip()}" for column in _SESSION_COLUMNS.split(","))
+    + " FROM participants AS p JOIN sessions AS s ON s.user_token = p.session_key"
+    " WHERE p.user_token = ?"
 )
 _ENTRY = "SELECT seq, kind, audience, payload, stored_at, snapshot FROM live_log"
 _TRANSIENT = ", ".join(f"'{kind}'" for kind in TRANSIENT_KINDS)
@@ -177,17 +186,11 @@ class SqliteLiveStore:
                 session = _live_session(row, now_ms)
                 customer = Participant(user_token, session.customer_id, "customer", "", "accepted")
                 return session, customer
-            agent = connection.execute(
-                "SELECT user_id, name, state, session_key FROM participants WHERE user_token = ?",
-                (user_token,),
-            ).fetchone()
+            agent = connection.execute(_AGENT_SESSION, (user_token,)).fetchone()
             if agent is None:
                 return None
-            row = connection.execute(f"{_SESSION} WHERE user_token = ?", (agent[3],)).fetchone()
-            if row is None:
-                return None
             participant = Participant(user_token, agent[0], "agent", agent[1], agent[2])
-            return _live_session(row, now_ms), participant
+            return _live_session(agent[3:], now_ms), participant
 
         return self._read(find)
 

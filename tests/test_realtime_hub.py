@@ -1,4 +1,4 @@
-"""A channel whose writer fails is closed with 1011, not left open and silent."""
+"""The hub on its own: what happens to channels when the store fails or is slow to answer."""
 
 from __future__ import annotations
 
@@ -79,3 +79,63 @@ async def test_a_failed_writer_closes_its_channel_so_that_the_client_resumes(cap
     assert KEY not in caplog.text
     assert TOKEN not in caplog.text
     hub.detach(channel)
+
+
+class SlowFirstLookup:
+    """A live store whose first `session()` waits until released (a Redis round trip)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def session(self, session_key: str) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()
+        else:
+            await asyncio.sleep(0)
+
+    async def entries_after(self, session_key: str, after: int, limit: int) -> list[Any]:
+        return []
+
+
+def quiet_channel(user_id: str, role: str) -> Channel:
+    async def send_frame(frame: bytes) -> None:
+        pass
+
+    async def close_socket(code: int, reason: str = "") -> None:
+        pass
+
+    return Channel(
+        KEY,
+        f"{user_id}-token",
+        user_id,
+        role,
+        "accepted",
+        send_frame=send_frame,
+        close_socket=close_socket,
+        max_queue_bytes=1_000_000,
+    )
+
+
+async def test_a_channel_attaching_while_the_sessions_last_channel_leaves_still_gets_deliveries():
+    store = SlowFirstLookup()
+    hub = Hub(
+        store,  # type: ignore[arg-type]
+        QuietFeed(),  # type: ignore[arg-type]
+        FixedClock(),  # type: ignore[arg-type]
+        NoRealtimeMetrics(),
+        heartbeat_s=10.0,
+        inactivity_timeout_ms=60_000,
+    )
+    agent = quiet_channel("agent-1", "agent")
+    customer = quiet_channel("c1", "customer")
+    attaching = asyncio.create_task(hub.attach(agent, last_seq=0, snapshot_seq=0))
+    await asyncio.sleep(0)  # the agent waits for the store
+    await asyncio.wait_for(hub.attach(customer, last_seq=0, snapshot_seq=0), DEADLINE_S)
+    hub.detach(customer)  # the session's last channel here leaves meanwhile
+    store.release.set()
+    await asyncio.wait_for(attaching, DEADLINE_S)
+
+    assert hub.channels_of(KEY) == [agent]  # deliveries for the session reach the agent
+    hub.detach(agent)
