@@ -37,7 +37,10 @@ from cobrowse.store.schema import migrate
 
 log = logging.getLogger("cobrowse.store")
 
-CHECKPOINT_INTERVAL_S = 1.0
+CHECKPOINT_INTERVAL_S = 0.25
+# Past this many frames in the WAL, the background checkpoint takes the write lock, so that it
+# completes and the next commit rewinds the WAL (see `_checkpoint_loop`).
+REWIND_AFTER_FRAMES = 1_000
 # Commits only checkpoint by themselves if the background thread falls this far behind.
 AUTOCHECKPOINT_PAGES = 10_000
 
@@ -45,6 +48,12 @@ T = TypeVar("T")
 
 
 Outcome = tuple[Any, BaseException | None]
+
+
+def _checkpoint(connection: sqlite3.Connection) -> int:
+    """Run a passive checkpoint; return the frames in the WAL (0 when not in WAL mode)."""
+    row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return 0 if row is None or row[1] < 0 else int(row[1])
 
 
 def _read_only(outcome: Outcome) -> bool:
@@ -310,18 +319,20 @@ class SqliteDatabase:
         ).start()
 
     def _checkpoint_loop(self) -> None:
-        connection: sqlite3.Connection | None = None
         while not self._closed.wait(CHECKPOINT_INTERVAL_S):
             try:
-                if connection is None:
-                    connection = self._open()
-                # PASSIVE never waits for readers or writers; the next commit after a complete
-                # checkpoint rewinds the WAL, so it stays small.
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except (StoreUnavailableError, sqlite3.DatabaseError) as error:
+                # PASSIVE never waits for readers or writers. The next commit after a complete
+                # checkpoint rewinds the WAL; but under steady writes a checkpoint never catches
+                # up with the WAL's end, the WAL never rewinds, and once it reaches
+                # AUTOCHECKPOINT_PAGES a commit checkpoints it itself, in the event loop (tens
+                # of milliseconds). So past REWIND_AFTER_FRAMES the checkpoint runs again under
+                # the node-wide write lock (writers wait for it off the loop), and completes.
+                if _checkpoint(self.connection()) >= REWIND_AFTER_FRAMES:
+                    with self.writing() as connection:
+                        _checkpoint(connection)
+            except (StoreUnavailableError, sqlite3.DatabaseError, OSError) as error:
                 log.debug("checkpoint of %s failed: %s", self.path, error)
-        if connection is not None:
-            connection.close()
+        self.forget_connection()
 
     def forget_connection(self) -> None:
         """Close this thread's connection; the next use opens a new one."""
