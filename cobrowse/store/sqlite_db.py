@@ -40,7 +40,7 @@ log = logging.getLogger("cobrowse.store")
 CHECKPOINT_INTERVAL_S = 0.25
 # Past this many frames in the WAL, the background checkpoint takes the write lock, so that it
 # completes and the next commit rewinds the WAL (see `_checkpoint_loop`).
-REWIND_AFTER_FRAMES = 1_000
+REWIND_AFTER_FRAMES = 4_000
 # Commits only checkpoint by themselves if the background thread falls this far behind.
 AUTOCHECKPOINT_PAGES = 10_000
 
