@@ -228,7 +228,13 @@ def test_without_the_shared_store_prefixes_stay_on_their_node(generated):
     assert "failover_" not in generated
     assert "any node serves any session" not in generated
     only = generated[generated.index("\nbackend only_node-2") + 1 :]
-    assert "retries 0" in only[: only.index("\n\n")]
+    backend = only[: only.index("\n\n")]
+    assert "use-server node-2 if TRUE" in backend
+    assert "redispatch" not in backend
+    # Only a kept-alive connection closed under the request is retried (on node-2 again); a
+    # refused connection is not: a dead node answers a 503 naming it at once.
+    assert "retry-on empty-response" in backend
+    assert "conn-failure" not in backend
 
 
 def test_haproxy_accepts_the_shared_store_file(tmp_path):

@@ -22,6 +22,13 @@ ALL_NODES = "all_nodes"  # the backend of rules 2 to 4; `show stat` lists the no
 DEFAULT_STATS_SOCKET = "/run/haproxy/admin.sock"  # where Debian's own haproxy.cfg puts it
 DEFAULT_USER = "haproxy"  # created by Debian's haproxy package
 # What becomes of a sticky request whose node is dead, in all_nodes.
+# A node closes a kept-alive connection after 5 idle seconds (cobrowse.ops.node), and HAProxy
+# keeps idle server connections longer (pool-purge-delay): a request sent on one the node has
+# just closed gets no answer. It is retried on a new connection instead of answering 502.
+RETRY_ON = (
+    "    # A kept-alive connection the node closed meanwhile answers nothing: retried.",
+    "    retry-on conn-failure empty-response",
+)
 DEAD_NODE = (
     "    # blocked by a dead node. A sticky request whose node is dead lands on another node,",
     "    # which redirects it to the owner's URL prefix (rule 3 to rule 1): a 503 naming it.",
@@ -237,6 +244,7 @@ def _all_nodes(config: ClusterConfig) -> list[str]:
         "    # A refused connection is retried, each time on another server: a create is never",
         *(DEAD_NODE_SHARED if config.store.shared else DEAD_NODE),
         "    retries 2",
+        *RETRY_ON,
         "    option redispatch 1",
         *_errors(lb.retry_after, None),
         "",
@@ -277,9 +285,12 @@ def _only(config: ClusterConfig, node: NodeSpec) -> list[str]:
         "    option httpchk",
         "    http-check disable-on-404",
         "    # A draining server takes no load-balanced traffic: name it, so the prefix still",
-        "    # reaches it. When it is down, the answer is at once a 503 naming it.",
+        "    # reaches it. When it is down, the answer is at once a 503 naming it (a refused",
+        "    # connection is not retried); a kept-alive connection it closed meanwhile, which",
+        "    # answers nothing, is retried once on a new one.",
         f"    use-server {name} if TRUE",
-        "    retries 0",
+        "    retries 1",
+        "    retry-on empty-response",
         *_errors(config.router.retry_after, name),
         "    # Its tunnels (WebSockets open under the prefix) close when it is marked DOWN.",
         f"    server {name} {host_port(node.bind)} track {ALL_NODES}/{name} "
@@ -304,6 +315,7 @@ def _failover(config: ClusterConfig, node: NodeSpec) -> list[str]:
         "    http-check disable-on-404",
         f"    use-server {name} if TRUE",
         "    retries 2",
+        *RETRY_ON,
         "    option redispatch 1",
         *_errors(config.router.retry_after, name),
         "    # Tunnels close when their server is marked DOWN: clients reconnect elsewhere.",
