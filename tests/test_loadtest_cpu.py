@@ -104,4 +104,5 @@ def test_the_real_proc_shows_this_process_using_cpu():
     pytest_share = sampler.shares()[0]
     assert pytest_share.name == "pytest"
     assert pytest_share.cpu_s > 0
-    assert pytest_share.window_s >= 0.3
+    # The window spans the busy loop; the two clocks tick differently (os.times() by 10 ms).
+    assert pytest_share.window_s >= 0.3 - 0.02
