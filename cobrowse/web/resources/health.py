@@ -37,17 +37,23 @@ class StoreProbe:
 
     async def refresh(self) -> None:
         now = time.monotonic()
-        try:
-            if now - self.written_at >= self.write_interval_s:
-                self.written_at = now
+        if now - self.written_at >= self.write_interval_s:
+            self.written_at = now
+            try:
                 await self.store.check_writable()
                 self.writable = True
-            if now - self.counted_at >= self.count_interval_s:
-                self.counted_at = now
+            except StoreUnavailableError:
+                # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
+                self.writable = False
+        if self.writable and now - self.counted_at >= self.count_interval_s:
+            self.counted_at = now
+            try:
                 self.live_sessions = await self.store.live_count(self.clock.now_ms())
-        except StoreUnavailableError:
-            # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
-            self.writable = False
+            except StoreUnavailableError:
+                # Only the status page's figure: keep the last one and count again next time.
+                # A failed count says nothing about writes (it once kept health at 503 for
+                # 5 s after the store had recovered).
+                self.counted_at = now - self.count_interval_s
 
 
 class HealthResource:
