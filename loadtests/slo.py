@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MAX_FAILURE_RATIO = 0.01
 DEFAULT_MAX_MISROUTES = 0
@@ -38,13 +39,14 @@ class Measured:
         return self.failures / self.requests if self.requests else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The measurements, the thresholds and every objective the run missed."""
+class _Outcome:
+    """What both verdicts share: passed, the exit code, the summary's state and the JSON."""
 
-    measured: Measured
-    thresholds: Thresholds
-    violations: list[str] = field(default_factory=list)
+    __slots__ = ()
+    kind: str | None = None  # in the JSON, when not the REST scenarios'
+    measured: Any
+    thresholds: Any
+    violations: list[str]
 
     @property
     def passed(self) -> bool:
@@ -54,24 +56,39 @@ class Verdict:
         """Return 0 when every objective is met, else `on_failure` (Locust's exit code on error)."""
         return 0 if self.passed else on_failure
 
+    def state(self) -> str:
+        return "passed" if self.passed else "MISSED (" + "; ".join(self.violations) + ")"
+
     def summary(self) -> str:
-        """Return one line: passed or missed, what was measured and against which limits."""
-        measured, limits = self.measured, self.thresholds
-        state = "passed" if self.passed else "MISSED (" + "; ".join(self.violations) + ")"
-        return (
-            f"SLO {state}: failure ratio {measured.failure_ratio:.4f} "
-            f"(max {limits.max_failure_ratio:g}), misroutes {measured.misroutes} "
-            f"(max {limits.max_misroutes}), p95 {measured.p95_ms:.0f} ms (max {limits.p95_ms:g} ms)"
-        )
+        raise NotImplementedError
 
     def to_json(self) -> dict[str, object]:
         return {
+            **({"kind": self.kind} if self.kind else {}),
             "measured": {**asdict(self.measured), "failure_ratio": self.measured.failure_ratio},
             "thresholds": asdict(self.thresholds),
             "violations": list(self.violations),
             "passed": self.passed,
             "summary": self.summary(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict(_Outcome):
+    """The measurements, the thresholds and every objective the run missed."""
+
+    measured: Measured
+    thresholds: Thresholds
+    violations: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Return one line: passed or missed, what was measured and against which limits."""
+        measured, limits = self.measured, self.thresholds
+        return (
+            f"SLO {self.state()}: failure ratio {measured.failure_ratio:.4f} "
+            f"(max {limits.max_failure_ratio:g}), misroutes {measured.misroutes} "
+            f"(max {limits.max_misroutes}), p95 {measured.p95_ms:.0f} ms (max {limits.p95_ms:g} ms)"
+        )
 
 
 def evaluate(measured: Measured, thresholds: Thresholds) -> Verdict:
@@ -140,25 +157,18 @@ class LiveMeasured:
 
 
 @dataclass(frozen=True, slots=True)
-class LiveVerdict:
+class LiveVerdict(_Outcome):
     """The live run's measurements, thresholds and missed objectives (as `Verdict`)."""
 
+    kind = "live"
     measured: LiveMeasured
     thresholds: LiveThresholds
     violations: list[str] = field(default_factory=list)
 
-    @property
-    def passed(self) -> bool:
-        return not self.violations
-
-    def exit_code(self, on_failure: int = 1) -> int:
-        return 0 if self.passed else on_failure
-
     def summary(self) -> str:
         measured, limits = self.measured, self.thresholds
-        state = "passed" if self.passed else "MISSED (" + "; ".join(self.violations) + ")"
         return (
-            f"SLO {state}: delivery p99 {measured.delivery_p99_ms:.0f} ms "
+            f"SLO {self.state()}: delivery p99 {measured.delivery_p99_ms:.0f} ms "
             f"(max {limits.delivery_p99_ms:g} ms) over {measured.delivered} messages, "
             f"lost {measured.lost}, duplicated {measured.duplicated}, "
             f"out of order {measured.out_of_order}, missing snapshots "
@@ -166,16 +176,6 @@ class LiveVerdict:
             f"consent timeouts {measured.consent_timeouts}, failure ratio "
             f"{measured.failure_ratio:.4f} (max {limits.max_failure_ratio:g})"
         )
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": "live",
-            "measured": {**asdict(self.measured), "failure_ratio": self.measured.failure_ratio},
-            "thresholds": asdict(self.thresholds),
-            "violations": list(self.violations),
-            "passed": self.passed,
-            "summary": self.summary(),
-        }
 
 
 def evaluate_live(measured: LiveMeasured, thresholds: LiveThresholds) -> LiveVerdict:
