@@ -255,3 +255,23 @@ class RunningCluster:
             f"router sees {wanted}",
         )
         return time.monotonic() - start
+
+
+def start_cluster_command(output_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Run `cobrowse cluster ARGS`, its output to `output_path`; return once its table is out.
+
+    The caller stops it (SIGTERM, then wait) in a `finally`.
+    """
+    with output_path.open("wb") as output_file:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "cobrowse.cli", "cluster", *args],
+            stdout=output_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "cluster URL" in output_path.read_text(), 40, "cluster table printed")
+    except BaseException:
+        command.send_signal(signal.SIGTERM)
+        command.wait(30)
+        raise
+    return command

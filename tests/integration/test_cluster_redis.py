@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from tests.helpers import children_of, free_port_block, wait_until
+from tests.helpers import children_of, free_port_block, start_cluster_command
 
 ORIGIN = {"Origin": "http://localhost:8080"}
 
@@ -20,28 +20,12 @@ def test_the_cluster_command_runs_its_own_redis_and_any_node_serves_any_session(
     port = free_port_block(5)  # the router, 2 nodes, HAProxy's stats page, then Redis
     redis_port = port + 4
     output_path = tmp_path / "output.txt"
-    with output_path.open("wb") as output_file:
-        command = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cobrowse.cli",
-                "cluster",
-                "--nodes",
-                "2",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path),
-                "--no-demo",
-                "--store",
-                "redis",
-            ],
-            stdout=output_file,
-            stderr=subprocess.STDOUT,
-        )
+    command = start_cluster_command(
+        output_path,
+        *("--nodes", "2", "--port", str(port), "--data-dir", str(tmp_path)),
+        *("--no-demo", "--store", "redis"),
+    )
     try:
-        wait_until(lambda: "cluster URL" in output_path.read_text(), 40, "cluster table printed")
         table = output_path.read_text()
         redis_row = next(line for line in table.splitlines() if line.startswith("redis "))
         assert f"redis://127.0.0.1:{redis_port}/0" in redis_row

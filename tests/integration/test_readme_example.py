@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from cobrowse.config.clusterfile import free_port
-from tests.helpers import REPO, free_port_block, wait_until
+from tests.helpers import REPO, free_port_block, start_cluster_command
 
 README_API = "http://127.0.0.1:8700"
 README_ORIGIN = "http://localhost:8080"
@@ -29,27 +29,12 @@ def test_the_readme_realtime_example_runs_as_printed(tmp_path):
     port = free_port_block(3)  # the router, then the nodes on the next ports
     demo_port = free_port()  # its origin is allowed, as 8080 is by default
     output_path = tmp_path / "cluster.txt"
-    with output_path.open("wb") as output_file:
-        cluster = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cobrowse.cli",
-                "cluster",
-                "--nodes",
-                "2",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--demo-port",
-                str(demo_port),
-            ],
-            stdout=output_file,
-            stderr=subprocess.STDOUT,
-        )
+    cluster = start_cluster_command(
+        output_path,
+        *("--nodes", "2", "--port", str(port), "--data-dir", str(tmp_path / "data")),
+        *("--demo-port", str(demo_port)),
+    )
     try:
-        wait_until(lambda: "cluster URL" in output_path.read_text(), 40, "the cluster is up")
         code = example.replace(README_API, f"http://127.0.0.1:{port}").replace(
             README_ORIGIN, f"http://localhost:{demo_port}"
         )

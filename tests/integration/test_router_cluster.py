@@ -15,6 +15,7 @@ from tests.helpers import (
     RunningCluster,
     children_of,
     free_port_block,
+    start_cluster_command,
     wait_until,
     wait_until_responds,
 )
@@ -150,27 +151,12 @@ def test_the_cluster_command_stops_every_process_it_started(tmp_path):
     port = free_port_block(3)  # the router, then the nodes on the next ports
     demo_port = free_port()
     output_path = tmp_path / "output.txt"
-    with output_path.open("wb") as output_file:
-        command = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cobrowse.cli",
-                "cluster",
-                "--nodes",
-                "2",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path),
-                "--demo-port",
-                str(demo_port),
-            ],
-            stdout=output_file,
-            stderr=subprocess.STDOUT,
-        )
+    command = start_cluster_command(
+        output_path,
+        *("--nodes", "2", "--port", str(port), "--data-dir", str(tmp_path)),
+        *("--demo-port", str(demo_port)),
+    )
     try:
-        wait_until(lambda: "cluster URL" in output_path.read_text(), 40, "cluster table printed")
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
         # The demo site, with the script tag pointing at the cluster, and the agent console.
         demo = requests.get(f"http://127.0.0.1:{demo_port}/", timeout=5)
