@@ -8,11 +8,13 @@ import itertools
 import multiprocessing
 import os
 import sqlite3
+import threading
+import time
 
 import pytest
 
 from cobrowse.store import Session, TokenConflictError
-from cobrowse.store.schema import MIGRATIONS
+from cobrowse.store.schema import MIGRATIONS, migrate
 from cobrowse.store.sqlite import SqliteSessionStore
 
 NOW = 1_700_000_000_000
@@ -53,6 +55,49 @@ def test_many_processes_migrate_the_same_new_database_at_once(tmp_path):
     assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("SELECT count(*) FROM sessions").fetchone()[0] == 8
+
+
+def _hold_write_lock(path, seconds: float) -> threading.Thread:
+    """Hold SQLite's RESERVED lock on `path` from another connection for `seconds`."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        time.sleep(seconds)
+        other.execute("ROLLBACK")
+        other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5), "the other connection never took the lock"
+    return holder
+
+
+def test_migration_waits_for_a_writer_while_switching_to_wal(tmp_path):
+    """SQLite refuses the WAL switch at once, busy timeout or not, while another holds the lock."""
+    path = tmp_path / "held.db"
+    sqlite3.connect(path).execute("CREATE TABLE other_app (x)").connection.close()
+    holder = _hold_write_lock(path, 0.3)
+    connection = sqlite3.connect(path, isolation_level=None, timeout=5)
+    started = time.monotonic()
+    assert migrate(connection, timeout_s=5) == len(MIGRATIONS)
+    holder.join(5)
+    assert time.monotonic() - started >= 0.2, "migrated while another connection held the lock"
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migration_gives_up_at_its_deadline_when_the_lock_is_never_released(tmp_path):
+    path = tmp_path / "held.db"
+    sqlite3.connect(path).execute("CREATE TABLE other_app (x)").connection.close()
+    holder = _hold_write_lock(path, 1.0)
+    connection = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        migrate(connection, timeout_s=0.2)
+    assert 0.15 <= time.monotonic() - started < 0.9
+    holder.join(5)
 
 
 async def test_a_live_token_cannot_be_taken_twice(tmp_path):

@@ -9,6 +9,7 @@ step and the others see the new version when they get the lock. A naive
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 
 import sqlite_utils
@@ -132,14 +133,13 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
 )
 
 
-def migrate(connection: sqlite3.Connection) -> int:
+def migrate(connection: sqlite3.Connection, timeout_s: float = 5.0) -> int:
     """Bring the database to the newest schema; return the version it is at."""
     wanted = len(MIGRATIONS)
     # Cheap fast path for every connection after the first: no write lock needed.
     if connection.execute("PRAGMA user_version").fetchone()[0] == wanted:
         return wanted
-    # WAL persists in the file once set; switching needs no open transaction.
-    connection.execute("PRAGMA journal_mode = WAL")
+    _use_wal(connection, timeout_s)
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -157,3 +157,22 @@ def migrate(connection: sqlite3.Connection) -> int:
             connection.execute("ROLLBACK")
         raise
     return wanted
+
+
+def _use_wal(connection: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch the file to WAL (persistent once set), retrying while another process holds it.
+
+    SQLite answers "database is locked" at once, without calling the busy handler, when two
+    connections switch the journal mode of a new file at the same instant (one of them would
+    otherwise deadlock), so the busy timeout does not cover this step: the loop does.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)

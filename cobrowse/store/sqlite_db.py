@@ -299,7 +299,7 @@ class SqliteDatabase:
                 isolation_level=None,
             )
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            migrate(connection)
+            migrate(connection, self.busy_timeout_ms / 1000)
             # NORMAL is durable across process crashes in WAL mode; only an OS crash or power
             # loss can roll back the last transactions, and never corrupts the file.
             connection.execute("PRAGMA synchronous = NORMAL")
