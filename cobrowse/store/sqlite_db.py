@@ -289,6 +289,11 @@ class SqliteDatabase:
             raise
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            # SQLite would open it read-only, and every later connection of this process would
+            # share that state (one inode, one -shm) until the last one closed: the worker could
+            # never write again, even once the disk is writable. Open nothing until then.
+            raise StoreUnavailableError(f"cannot open {self.path}: not writable (read-only disk?)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: autocommit, so that every single statement is atomic on its

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -222,6 +223,20 @@ def _fill(path) -> None:
             pass
 
 
+def _leave_wal_files_as_a_crash_would(database) -> None:
+    """Write to `database` from a process that exits without closing: -wal and -shm stay.
+
+    With them on a read-only disk SQLite opens the file read-only (without them it cannot open
+    it at all), the case where a worker must not keep a connection that can never write.
+    """
+    script = (
+        "import os, sqlite3, sys; connection = sqlite3.connect(sys.argv[1]);"
+        "connection.execute('PRAGMA user_version').fetchone(); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", script, str(database)], check=True, timeout=30)
+    assert database.with_name(database.name + "-shm").exists()
+
+
 def test_a_full_or_read_only_store(tmp_path, small_filesystem, reliability):
     """A store that goes full, then read-only, and recovers by itself."""
     config = write_cluster(tmp_path, nodes=1, workers=2)
@@ -257,6 +272,7 @@ def test_a_full_or_read_only_store(tmp_path, small_filesystem, reliability):
         # Linux refuses to make a filesystem read-only while files on it are open for writing,
         # so the node meets the read-only store as after a restart on a disk remounted ro.
         assert node.stop() == 0, node.tail()
+        _leave_wal_files_as_a_crash_would(small_filesystem / "node-1" / "node-1.db")
         subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
         node = Process(
             [COBROWSE, "node", "--config", str(config), "--name", "node-1"],
