@@ -49,6 +49,11 @@ class Feed(Protocol):
 
     async def wait(self, timeout: float) -> set[str] | None: ...
 
+    def take(self, session_key: str, after_seq: int) -> list[LiveEntry] | None:
+        """Return the entries after `after_seq` that `wait` already read, in order and without a
+        gap ([] when it saw nothing newer); None when the store must be read instead."""
+        ...
+
 
 PULL_PAGE = 64  # entries read per round by a channel that is behind
 
@@ -245,6 +250,12 @@ class Hub:
                 self.wakeup.advance(session_key, session.cursor)
 
     async def _catch_up(self, session_key: str, session: LocalSession) -> None:
+        entries = self.wakeup.take(session_key, session.cursor)
+        if entries is not None:  # the feed read them already: no round trip to the store
+            self._dispatch(session_key, session, entries)
+            self.wakeup.advance(session_key, session.cursor)
+            if len(entries) < PULL_PAGE:
+                return
         while True:
             entries = await self.store.entries_after(session_key, session.cursor, PULL_PAGE)
             if not entries:

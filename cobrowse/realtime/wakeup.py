@@ -106,6 +106,10 @@ class DatagramWakeup:
     def unwatch(self, session_key: str) -> None:
         """Nothing to do: peers name the sessions that changed."""
 
+    def take(self, session_key: str, after_seq: int) -> None:
+        """Nothing read ahead: a datagram names a session, the hub reads its log."""
+        return None
+
     def notify(self, session_key: str) -> None:
         """Tell every other worker of this node that `session_key` has new entries."""
         if self.sock is None:

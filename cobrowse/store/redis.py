@@ -35,6 +35,7 @@ from cobrowse.store import (
 )
 from cobrowse.store import redis_lua as lua
 from cobrowse.store.live import LiveEntry
+from cobrowse.store.redis_wire import use_linear_packing
 from cobrowse.store.sqlite import SqliteSessionStore
 
 log = logging.getLogger("cobrowse.store")
@@ -62,8 +63,8 @@ def connect(settings: StoreSettings) -> RedisClient:
             sentinel_kwargs={"socket_timeout": settings.timeout},
             **options,
         )
-        return sentinel.master_for(settings.master_name)
-    return aioredis.Redis.from_url(settings.url, **options)
+        return use_linear_packing(sentinel.master_for(settings.master_name))
+    return use_linear_packing(aioredis.Redis.from_url(settings.url, **options))
 
 
 def _host_port(address: str) -> tuple[str, int]:
