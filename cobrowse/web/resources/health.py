@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from typing import ClassVar
@@ -21,11 +23,15 @@ LIVE_SESSIONS_HEADER = "X-Cobrowse-Live-Sessions"
 class StoreProbe:
     """Check the store from health: does it take writes (each second), how many live (each 5 s).
 
-    Counting live sessions reads every live row; the status page does not need it fresher.
+    Counting live sessions reads every live row (hundreds of milliseconds at tens of thousands,
+    in a thread): a probe waits `count_wait_s` for it at most, then answers with the last count
+    while the count finishes on its own. Load balancers time probes out; the status page does
+    not need the figure fresher.
     """
 
     write_interval_s = 1.0
     count_interval_s = 5.0
+    count_wait_s = 0.05
 
     def __init__(self, store: SessionStore, clock: Clock) -> None:
         self.store = store
@@ -34,6 +40,8 @@ class StoreProbe:
         self.counted_at = -self.count_interval_s
         self.writable = True
         self.live_sessions = 0
+        self.counting: asyncio.Task[None] | None = None
+        self.counted = False  # once: `live_sessions` is a real figure
 
     async def refresh(self) -> None:
         now = time.monotonic()
@@ -45,15 +53,24 @@ class StoreProbe:
             except StoreUnavailableError:
                 # Read-only, full, or gone: 503 until a later probe succeeds (no restart needed).
                 self.writable = False
-        if self.writable and now - self.counted_at >= self.count_interval_s:
+        counting = self.counting is not None and not self.counting.done()
+        if self.writable and not counting and now - self.counted_at >= self.count_interval_s:
             self.counted_at = now
-            try:
-                self.live_sessions = await self.store.live_count(self.clock.now_ms())
-            except StoreUnavailableError:
-                # Only the status page's figure: keep the last one and count again next time.
-                # A failed count says nothing about writes (it once kept health at 503 for
-                # 5 s after the store had recovered).
-                self.counted_at = now - self.count_interval_s
+            self.counting = asyncio.ensure_future(self._count(now))
+            # The first count is waited for: a figure of 0 at start would be made up.
+            wait_s = self.count_wait_s if self.counted else None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.counting), wait_s)
+
+    async def _count(self, started: float) -> None:
+        try:
+            self.live_sessions = await self.store.live_count(self.clock.now_ms())
+            self.counted = True
+        except StoreUnavailableError:
+            # Only the status page's figure: keep the last one and count again next time.
+            # A failed count says nothing about writes (it once kept health at 503 for 5 s
+            # after the store had recovered).
+            self.counted_at = started - self.count_interval_s
 
 
 class HealthResource:
