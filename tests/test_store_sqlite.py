@@ -15,7 +15,7 @@ import pytest
 
 from cobrowse.store import Session, TokenConflictError
 from cobrowse.store.schema import MIGRATIONS, migrate
-from cobrowse.store.sqlite import SWEEP_BATCH, SqliteSessionStore
+from cobrowse.store.sqlite import SqliteSessionStore
 
 NOW = 1_700_000_000_000
 
@@ -138,33 +138,6 @@ async def test_sweep_ends_timed_out_sessions_and_purges_old_history(tmp_path):
     result = await store.sweep(NOW + 20_000, retention_ms=10_000)
     assert result.purged == 2  # sessions 1 and 3 ended more than 10 s before
     assert await store.get_by_user_token(session(2).user_token) is not None
-
-
-@pytest.mark.parametrize("count", [SWEEP_BATCH - 1, SWEEP_BATCH, 2 * SWEEP_BATCH + 3])
-async def test_a_large_sweep_commits_in_batches_and_misses_none(tmp_path, count):
-    """Writers wait for one batch of a sweep at most, never for the whole of it."""
-    store = SqliteSessionStore.at(tmp_path / "s.db")
-    for number in range(count):
-        await store.create(session(number, expires_in_ms=1_000))
-    transactions: list[int] = []
-    write_in_thread = store.database.write_in_thread
-
-    async def counting(work):
-        result = await write_in_thread(work)
-        transactions.append(max(result.timed_out, result.purged))
-        return result
-
-    store.database.write_in_thread = counting  # type: ignore[method-assign]
-    result = await store.sweep(NOW + 2_000, retention_ms=10_000)
-    assert result.timed_out == len(result.ended) == count
-    assert await store.live_count(NOW + 2_000) == 0
-    assert max(transactions) <= SWEEP_BATCH
-    assert len(transactions) == count // SWEEP_BATCH + 1
-    transactions.clear()
-    result = await store.sweep(NOW + 20_000, retention_ms=10_000)
-    assert result.purged == count
-    assert max(transactions) <= SWEEP_BATCH
-    assert await store.get_by_user_token(session(0).user_token) is None
 
 
 async def test_node_state_switches(tmp_path):

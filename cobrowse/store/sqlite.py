@@ -30,7 +30,6 @@ _SESSION_COLUMNS = (
 
 # How long the `ended` entry of a session stays in the log, for workers to deliver it.
 ENDED_LOG_KEPT_MS = 60_000
-SWEEP_BATCH = 500  # sessions ended or deleted per transaction of a sweep
 
 _GET_LIVE = (
     f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_token = ? "
@@ -186,56 +185,39 @@ class SqliteSessionStore:
         return await self._write(update)
 
     async def sweep(self, now_ms: int, retention_ms: int) -> PurgeResult:
-        def purge(connection: sqlite3.Connection, first: bool) -> PurgeResult:
+        def purge(connection: sqlite3.Connection) -> PurgeResult:
             expired = connection.execute(
                 "UPDATE sessions SET deactivation_time = expires_at, end_reason = 'timeout' "
-                "WHERE user_token IN (SELECT user_token FROM sessions "
-                "WHERE deactivation_time IS NULL AND expires_at <= ? LIMIT ?) "
-                "RETURNING user_token",
-                (now_ms, SWEEP_BATCH),
+                "WHERE deactivation_time IS NULL AND expires_at <= ? RETURNING user_token",
+                (now_ms,),
             ).fetchall()
             ended = [(key, end_live(connection, key, "timeout", now_ms)) for (key,) in expired]
-            # `ended` has reached every worker long before: the last of the live content goes
-            # (one scan of the history per sweep, not per batch).
-            if first:
+            # `ended` has reached every worker long before: the last of the live content goes.
+            connection.execute(
+                "DELETE FROM live_log WHERE session_key IN (SELECT user_token FROM sessions "
+                "WHERE deactivation_time IS NOT NULL AND deactivation_time < ?)",
+                (now_ms - ENDED_LOG_KEPT_MS,),
+            )
+            purged = connection.execute(
+                "DELETE FROM sessions WHERE deactivation_time IS NOT NULL "
+                "AND deactivation_time < ? RETURNING user_token",
+                (now_ms - retention_ms,),
+            ).fetchall()
+            for start in range(0, len(purged), 500):
+                chunk = [key for (key,) in purged[start : start + 500]]
+                marks = ", ".join("?" * len(chunk))
                 connection.execute(
-                    "DELETE FROM live_log WHERE session_key IN (SELECT user_token FROM sessions "
-                    "WHERE deactivation_time IS NOT NULL AND deactivation_time < ?)",
-                    (now_ms - ENDED_LOG_KEPT_MS,),
-                )
-            purged = [
-                key
-                for (key,) in connection.execute(
-                    "DELETE FROM sessions WHERE user_token IN (SELECT user_token FROM sessions "
-                    "WHERE deactivation_time IS NOT NULL AND deactivation_time < ? LIMIT ?) "
-                    "RETURNING user_token",
-                    (now_ms - retention_ms, SWEEP_BATCH),
-                ).fetchall()
-            ]
-            if purged:
-                marks = ", ".join("?" * len(purged))
-                connection.execute(
-                    f"DELETE FROM participants WHERE session_key IN ({marks})", purged
+                    f"DELETE FROM participants WHERE session_key IN ({marks})", chunk
                 )
             return PurgeResult(timed_out=len(expired), purged=len(purged), ended=ended)
 
-        def purge_batch(first: bool) -> Callable[[sqlite3.Connection], PurgeResult]:
-            return lambda connection: transaction(connection, lambda: purge(connection, first))
-
-        # It scans every live session: in a thread, so that the loop serves meanwhile; and in
-        # batches, each its own transaction, so that writers wait for one batch at most (40,000
-        # sessions timing out at once held the write lock for 1.6 s in one transaction).
-        batches: list[PurgeResult] = []
-        while not batches or max(batches[-1].timed_out, batches[-1].purged) >= SWEEP_BATCH:
-            try:
-                batches.append(await self.database.write_in_thread(purge_batch(not batches)))
-            except sqlite3.DatabaseError as error:
-                raise StoreUnavailableError(str(error)) from error
-        return PurgeResult(
-            timed_out=sum(batch.timed_out for batch in batches),
-            purged=sum(batch.purged for batch in batches),
-            ended=[item for batch in batches for item in batch.ended],
-        )
+        # It scans every live session: in a thread, so that the loop serves meanwhile.
+        try:
+            return await self.database.write_in_thread(
+                lambda connection: transaction(connection, lambda: purge(connection))
+            )
+        except sqlite3.DatabaseError as error:
+            raise StoreUnavailableError(str(error)) from error
 
     async def live_count(self, now_ms: int) -> int:
         # It scans every live session (tens of milliseconds at 100,000): in a thread.
