@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from cobrowse.realtime.hub import PULL_PAGE
+from cobrowse.realtime.hub import PULL_PAGE  # a page each, as the hub reads the store
 from cobrowse.store.live import LiveEntry
 from cobrowse.store.redis_live import stream_entry
 
@@ -25,7 +25,6 @@ log = logging.getLogger("cobrowse.realtime")
 RedisClient = Any  # redis-py's annotations mix its sync and asyncio APIs
 
 BLOCK_MS = 100  # a session that starts being watched waits at most this long to be read
-PAGE = PULL_PAGE  # entries read per stream and wake-up: what the hub would read itself
 
 
 class RedisFeed:
@@ -87,7 +86,9 @@ class RedisFeed:
                 continue
             self.fetched.clear()  # what the hub did not take is stale: it reads the store
             try:
-                found = await self.client.xread(dict(self.positions), count=PAGE, block=BLOCK_MS)
+                found = await self.client.xread(
+                    dict(self.positions), count=PULL_PAGE, block=BLOCK_MS
+                )
             except (RedisError, OSError) as error:
                 log.warning("live feed: %s", error)
                 await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
@@ -102,7 +103,7 @@ class RedisFeed:
                         changed.add(key)
                         self.fetched[key] = (
                             [stream_entry(item) for item in items],
-                            len(items) >= PAGE,
+                            len(items) >= PULL_PAGE,
                         )
                 return changed
         return None
