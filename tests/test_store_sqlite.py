@@ -58,7 +58,9 @@ def test_many_processes_migrate_the_same_new_database_at_once(tmp_path):
 
 
 def _hold_write_lock(path, seconds: float) -> threading.Thread:
-    """Hold SQLite's RESERVED lock on `path` from another connection for `seconds`."""
+    """Create `path` (another application's table, in the default rollback journal), then hold
+    SQLite's RESERVED lock on it from another connection for `seconds`."""
+    sqlite3.connect(path).execute("CREATE TABLE other_app (x)").connection.close()
     holding = threading.Event()
 
     def hold() -> None:
@@ -78,7 +80,6 @@ def _hold_write_lock(path, seconds: float) -> threading.Thread:
 def test_migration_waits_for_a_writer_while_switching_to_wal(tmp_path):
     """SQLite refuses the WAL switch at once, busy timeout or not, while another holds the lock."""
     path = tmp_path / "held.db"
-    sqlite3.connect(path).execute("CREATE TABLE other_app (x)").connection.close()
     holder = _hold_write_lock(path, 0.3)
     connection = sqlite3.connect(path, isolation_level=None, timeout=5)
     started = time.monotonic()
@@ -90,7 +91,6 @@ def test_migration_waits_for_a_writer_while_switching_to_wal(tmp_path):
 
 def test_migration_gives_up_at_its_deadline_when_the_lock_is_never_released(tmp_path):
     path = tmp_path / "held.db"
-    sqlite3.connect(path).execute("CREATE TABLE other_app (x)").connection.close()
     holder = _hold_write_lock(path, 1.0)
     connection = sqlite3.connect(path, isolation_level=None, timeout=0.1)
     started = time.monotonic()
